@@ -1,0 +1,1 @@
+"""The IMAP server Outlook and Thunderbird use, over the mail store's public API."""

@@ -1,0 +1,63 @@
+"""The composition root: configuration, policy and the services built from them.
+
+Every entry point (each CLI command, `serve`) builds one `App` and closes it.
+Nothing below `mailserver/` constructs its own dependencies; they are handed
+in here, which is what keeps the import direction one way
+(policy ← storage ← smtp, imap_gateway ← mailserver).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from policy.calendar import utc_now
+from policy.loader import Loaded, load
+from policy.model import Policy
+from policy.settings import Settings
+from storage.auth import AuthService
+from storage.directory import Directory
+from storage.hashing import PasswordHasher
+from storage.limiter import BruteForceLimiter
+
+
+@dataclass
+class App:
+    loaded: Loaded
+    directory: Directory
+    auth: AuthService
+    clock: Callable[[], datetime]
+    closers: list[Callable[[], object]] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return self.loaded.settings
+
+    @property
+    def policy(self) -> Policy:
+        return self.loaded.policy
+
+    @classmethod
+    async def open(cls, config: str | Path | None = None, *, clock: Callable[[], datetime] = utc_now,
+                   loaded: Loaded | None = None) -> App:
+        loaded = loaded or load(config)
+        settings, policy = loaded.settings, loaded.policy
+        hasher = PasswordHasher(policy.passwords.hashing)
+        try:
+            directory = await Directory.open(settings.paths.directory_db, policy, settings.domains, hasher, clock)
+        except BaseException:
+            hasher.close()
+            raise
+        limiter = BruteForceLimiter(policy.auth, settings.trusted_networks)
+        auth = AuthService(directory, limiter, settings.account_url)
+        return cls(loaded=loaded, directory=directory, auth=auth, clock=clock)
+
+    async def close(self) -> None:
+        for closer in reversed(self.closers):
+            result = closer()
+            if hasattr(result, "__await__"):
+                await result  # type: ignore[misc]
+        await self.directory.close()
+        self.directory.hasher.close()

@@ -1,0 +1,185 @@
+"""The regulation's numbers as a typed model (`policy.yaml`).
+
+Every figure of Decision 13/2020/QĐ-UBND lives here with its default, so the
+server runs correctly with no policy file at all and operators only write what
+they change. Unknown keys are errors (`extra="forbid"`): a misspelt key that
+was silently ignored would leave the province on a default nobody chose.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from policy.units import ByteSize, CalendarDuration, Duration, parse_duration
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AttachmentPolicy(Section):
+    # Đ7.3.b: "kích cỡ tệp gửi kèm tối đa 15MB/thư". 15 MiB is the generous reading.
+    max_total: ByteSize = 15 * 1024**2
+    # Room for the text body and headers on top of the encoded attachments.
+    message_overhead: ByteSize = 1024**2
+    # The SMTP SIZE / IMAP APPENDLIMIT; null derives it from max_total (base64 grows data by a third).
+    message_size_limit: ByteSize | None = None
+
+
+class QuotaPolicy(Section):
+    # Đ7.3.b: at least 2 GB per mailbox; also the floor for `set-quota`.
+    default: ByteSize = 2 * 1024**3
+    # Đ7.3.c: warn once when usage crosses each threshold (percent of quota).
+    warn_percent: list[int] = Field(default_factory=lambda: [90, 95])
+    # What SMTP answers a recipient that is over quota: reject (552 5.2.2) or tempfail (452 4.2.2).
+    over_quota: Literal["reject", "tempfail"] = "reject"
+
+    @field_validator("warn_percent")
+    @classmethod
+    def _percent_range(cls, v: list[int]) -> list[int]:
+        for p in v:
+            if not 1 <= p <= 100:
+                raise ValueError(f"{p} is not a percentage between 1 and 100")
+        return sorted(v)
+
+
+class HashPolicy(Section):
+    # argon2id cost: OWASP's recommended m=19 MiB, t=2, p=1 (~35 ms on one
+    # core here). Verification runs off the event loop, and the
+    # authentication cache keeps reconnecting clients from paying it each time.
+    scheme: Literal["argon2", "bcrypt", "sha512_crypt"] = "argon2"
+    argon2_time_cost: int = Field(default=2, ge=1)
+    argon2_memory_cost_kib: int = Field(default=19456, ge=8)
+    argon2_parallelism: int = Field(default=1, ge=1)
+    bcrypt_rounds: int = Field(default=12, ge=4, le=31)
+
+
+class PasswordPolicy(Section):
+    # Đ9: at least 8 characters with upper, lower, digit and one of ! @ # % $ * &.
+    min_length: int = Field(default=8, ge=1)
+    max_length: int = Field(default=128, ge=8)
+    require_upper: bool = True
+    require_lower: bool = True
+    require_digit: bool = True
+    require_special: bool = True
+    special_characters: str = "!@#%$*&"
+    # Đ13.3: "định kỳ 01 tháng thay đổi mật khẩu một lần".
+    max_age: Duration = CalendarDuration(months=1)
+    # Warnings delivered into the mailbox before expiry (operations jobs).
+    expiry_warnings: list[Duration] = Field(
+        default_factory=lambda: [parse_duration(d) for d in ("7 days", "3 days", "1 day")]
+    )
+    # Length of the temporary passwords the CLI generates (Đ6.3.b).
+    temporary_length: int = Field(default=14, ge=8)
+    hashing: HashPolicy = HashPolicy()
+
+
+class RoleSchedule(Section):
+    send_lock_after: Duration
+    revoke_after: Duration
+
+
+class RetirementPolicy(Section):
+    # Đ5.3.b: head of division and below: sending locked at once, revoked after 6 months.
+    staff: RoleSchedule = RoleSchedule(
+        send_lock_after=CalendarDuration(), revoke_after=CalendarDuration(months=6)
+    )
+    # Đ5.3.b: department/district leaders and above: locked after 1 month, revoked after 12.
+    leader: RoleSchedule = RoleSchedule(
+        send_lock_after=CalendarDuration(months=1), revoke_after=CalendarDuration(months=12)
+    )
+    # A revoked mailbox is archived, not deleted; the archive is kept this long.
+    archive_keep: Duration = CalendarDuration(months=60)
+    # A revoked address may not be given to a new person before this has passed.
+    address_reuse_after: Duration = CalendarDuration(months=12)
+
+
+class InactivityPolicy(Section):
+    # Đ6.2.a: no sending or receiving for 6 months, without a reason given: suspend.
+    suspend_after: Duration = CalendarDuration(months=6)
+    activities: list[Literal["send", "receive", "login"]] = Field(
+        default_factory=lambda: ["send", "receive", "login"]
+    )
+
+
+class LogPolicy(Section):
+    # Đ7.2: the log of sending, receiving and errors is kept 6 months.
+    mail_log_retention: Duration = CalendarDuration(months=6)
+    system_log_retention: Duration = CalendarDuration(months=6)
+    # Operator actions are evidence for longer than the traffic log.
+    audit_retention: Duration = CalendarDuration(months=60)
+
+
+class MaintenancePolicy(Section):
+    # Đ8.1.c: users are told at least 3 working days before planned downtime.
+    user_notice_working_days: int = Field(default=3, ge=0)
+    # Đ8.2.c: the provider tells the operators 1 working day before.
+    provider_notice_working_days: int = Field(default=1, ge=0)
+
+
+class CalendarPolicy(Section):
+    # Public holidays (Tết and others) that are not working days; the
+    # government publishes them yearly, so operators keep this list current.
+    holidays: list[date] = Field(default_factory=list)
+    # Saturdays announced as make-up working days.
+    working_saturdays: list[date] = Field(default_factory=list)
+
+
+class FolderNames(Section):
+    # RFC 6154 special-use folders created with every mailbox. An
+    # Outlook-heavy unit may prefer "Sent Items", "Deleted Items", "Junk E-mail".
+    sent: str = "Sent"
+    drafts: str = "Drafts"
+    trash: str = "Trash"
+    junk: str = "Junk"
+    archive: str = "Archive"
+
+
+class AuthPolicy(Section):
+    # Brute-force limiter shared by SMTP, IMAP and the web. A repeated identical
+    # wrong password (a phone retrying last month's password) counts once.
+    window: Duration = CalendarDuration(seconds=15 * 60)
+    max_failures_per_ip_account: int = Field(default=5, ge=1)
+    max_failures_per_ip: int = Field(default=30, ge=1)
+    max_failures_per_account: int = Field(default=50, ge=1)
+    cooling_off: Duration = CalendarDuration(seconds=15 * 60)
+    # Successful verifications are remembered this long (in memory only).
+    cache_ttl: Duration = CalendarDuration(seconds=60 * 60)
+
+
+class Policy(Section):
+    # All calendar rules are evaluated in this time zone.
+    timezone: str = "Asia/Ho_Chi_Minh"
+    attachments: AttachmentPolicy = AttachmentPolicy()
+    quota: QuotaPolicy = QuotaPolicy()
+    passwords: PasswordPolicy = PasswordPolicy()
+    retirement: RetirementPolicy = RetirementPolicy()
+    inactivity: InactivityPolicy = InactivityPolicy()
+    logs: LogPolicy = LogPolicy()
+    maintenance: MaintenancePolicy = MaintenancePolicy()
+    calendar: CalendarPolicy = CalendarPolicy()
+    folders: FolderNames = FolderNames()
+    auth: AuthPolicy = AuthPolicy()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError) as e:
+            raise ValueError(f'"{v}" is not a known time zone') from e
+        return v
+
+    @model_validator(mode="after")
+    def _password_lengths(self) -> Policy:
+        if self.passwords.max_length < self.passwords.min_length:
+            raise ValueError("passwords.max_length is below passwords.min_length")
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)

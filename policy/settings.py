@@ -1,0 +1,183 @@
+"""The server's own configuration (`mailserver.yaml`).
+
+Defaults are the production values so a bare install listens where a mail
+server should; `config/dev.yaml` moves everything to loopback ports for
+development. Key names are an interface: tools outside the project read them.
+Relative paths are resolved against the folder of the file that names them,
+so a config directory can be moved or mounted anywhere.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+LISTENER_NAMES = ("smtp", "submission", "submissions", "imap", "imaps", "web")
+ALL_ADDRESSES = "*"
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Listener(Section):
+    # "*" listens on every IPv4 and IPv6 address.
+    host: str = ALL_ADDRESSES
+    port: int = Field(ge=0, le=65535)
+    enabled: bool = True
+    # Only meaningful for `web`: plain HTTP is allowed on loopback only.
+    tls: bool = True
+
+    @property
+    def bind_host(self) -> str | None:
+        return None if self.host in (ALL_ADDRESSES, "") else self.host
+
+    @property
+    def is_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+
+class Listeners(Section):
+    smtp: Listener = Listener(port=25)
+    submission: Listener = Listener(port=587)
+    submissions: Listener = Listener(port=465)
+    imap: Listener = Listener(port=143)
+    imaps: Listener = Listener(port=993)
+    web: Listener = Listener(port=443)
+
+    @model_validator(mode="after")
+    def _web_plaintext_only_on_loopback(self) -> Listeners:
+        if not self.web.tls and not self.web.is_loopback:
+            raise ValueError("web.tls may be false only when web.host is a loopback address")
+        return self
+
+    def items(self) -> list[tuple[str, Listener]]:
+        return [(name, getattr(self, name)) for name in LISTENER_NAMES]
+
+
+class Paths(Section):
+    data: Path = Path("/var/lib/mailserver")
+    # Defaults below are folders inside `data`.
+    logs: Path | None = None
+
+    @property
+    def directory_db(self) -> Path:
+        return self.data / "directory.sqlite3"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.logs or self.data / "log"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data / "tls"
+
+
+class TLS(Section):
+    # PEM files; default: the self-signed pair `mailserver init` writes into <data>/tls.
+    cert: Path | None = None
+    key: Path | None = None
+
+
+class Clamd(Section):
+    # Either a unix socket or host+port; the SMTP checks stream every message to it.
+    socket: Path | None = Path("/run/clamav/clamd.ctl")
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _one_address(self) -> Clamd:
+        if (self.host is None) != (self.port is None):
+            raise ValueError("clamd.host and clamd.port go together")
+        if self.host is not None:
+            self.socket = None
+        return self
+
+
+class Operators(Section):
+    # Đ5.1: Sở TT&TT runs the directory. `init` creates this unit; its unit
+    # mailbox receives postmaster@, abuse@ and support@ (Đ5.2).
+    unit_name: str = "Sở Thông tin và Truyền thông"
+    unit_abbrev: str | None = None
+
+
+class Settings(Section):
+    hostname: str = "mail.phuyen.gov.vn"
+    # The first domain is the primary one: new accounts get it.
+    domains: list[str] = Field(default_factory=lambda: ["phuyen.gov.vn"], min_length=1)
+    paths: Paths = Paths()
+    tls: TLS = TLS()
+    listeners: Listeners = Listeners()
+    clamd: Clamd = Clamd()
+    # The policy file (the regulation's numbers); null: built-in defaults.
+    policy_file: Path | None = None
+    # Offices behind one NAT address are not blocked per IP by the brute-force limiter.
+    trusted_networks: list[str] = Field(default_factory=list)
+    # Public address of the web pages (password change); default https://<hostname>/.
+    web_url: str | None = None
+    operators: Operators = Operators()
+
+    @field_validator("domains")
+    @classmethod
+    def _lower_domains(cls, v: list[str]) -> list[str]:
+        out = []
+        for d in v:
+            d = d.strip().rstrip(".").lower()
+            if not d or "." not in d or any(c.isspace() for c in d):
+                raise ValueError(f'"{d}" is not a domain name')
+            out.append(d)
+        return out
+
+    @field_validator("trusted_networks")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        for net in v:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as e:
+                raise ValueError(f'"{net}" is not an IP network') from e
+        return v
+
+    @property
+    def primary_domain(self) -> str:
+        return self.domains[0]
+
+    @property
+    def cert_path(self) -> Path:
+        return self.tls.cert or self.paths.tls_dir / "cert.pem"
+
+    @property
+    def key_path(self) -> Path:
+        return self.tls.key or self.paths.tls_dir / "key.pem"
+
+    @property
+    def account_url(self) -> str:
+        base = self.web_url
+        if not base:
+            web = self.listeners.web
+            scheme = "https" if web.tls else "http"
+            default_port = 443 if web.tls else 80
+            host = self.hostname if web.host in (ALL_ADDRESSES, "") else web.host
+            port = "" if web.port == default_port else f":{web.port}"
+            base = f"{scheme}://{host}{port}/"
+        return base.rstrip("/") + "/account"
+
+    def resolve_paths(self, base: Path) -> None:
+        """Make relative paths absolute against the config file's folder."""
+
+        def fix(p: Path | None) -> Path | None:
+            return None if p is None else (p if p.is_absolute() else (base / p).resolve())
+
+        self.paths.data = fix(self.paths.data)  # type: ignore[assignment]
+        self.paths.logs = fix(self.paths.logs)
+        self.tls.cert = fix(self.tls.cert)
+        self.tls.key = fix(self.tls.key)
+        self.clamd.socket = fix(self.clamd.socket)
+        self.policy_file = fix(self.policy_file)

@@ -1,0 +1,1 @@
+"""SMTP: the inbound MX, submission for staff, the message checks, the outbound queue."""

@@ -1,0 +1,1 @@
+"""Storage: the account directory, authentication, the Maildir store and its index, quota, the mail log."""
