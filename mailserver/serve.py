@@ -14,7 +14,10 @@ import logging
 import signal
 from typing import Protocol
 
+from imap_gateway.server import ImapBackend, ImapServer
+from imap_gateway.tls import server_context
 from mailserver.app import App
+from policy.limits import message_size_limit
 
 log = logging.getLogger("mailserver.serve")
 
@@ -27,9 +30,32 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
 
+def imap_services(app: App) -> list[Service]:
+    """IMAP on 143 (STARTTLS) and 993 (implicit TLS), sharing one backend (sessions, events)."""
+    settings = app.settings
+    backend = ImapBackend(
+        hostname=settings.hostname,
+        auth=app.auth,
+        store=getattr(app, "store", None),
+        # RFC 7889: APPENDLIMIT equals the SMTP SIZE limit, so whatever submission
+        # accepted can always be saved to Sent.
+        append_limit=message_size_limit(app.policy.attachments),
+        attachments=app.policy.attachments,
+        ssl_context=server_context(settings.cert_path, settings.key_path),
+    )
+    services: list[Service] = []
+    for name, implicit in (("imap", False), ("imaps", True)):
+        listener = getattr(settings.listeners, name)
+        if listener.enabled:
+            services.append(ImapServer(name, listener.bind_host, listener.port, backend, implicit_tls=implicit,
+                                       allow_plaintext_login=listener.allow_plaintext_login and not implicit))
+    return services
+
+
 def build_services(app: App) -> list[Service]:
     """The services this version provides, in start order."""
     services: list[Service] = []
+    services += imap_services(app)
     return services
 
 

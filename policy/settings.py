@@ -29,6 +29,9 @@ class Listener(Section):
     enabled: bool = True
     # Only meaningful for `web`: plain HTTP is allowed on loopback only.
     tls: bool = True
+    # Only meaningful for `imap` (port 143): accept LOGIN without STARTTLS. For
+    # development on loopback only; everywhere else LOGINDISABLED until TLS.
+    allow_plaintext_login: bool = False
 
     @property
     def bind_host(self) -> str | None:
@@ -56,6 +59,11 @@ class Listeners(Section):
     def _web_plaintext_only_on_loopback(self) -> Listeners:
         if not self.web.tls and not self.web.is_loopback:
             raise ValueError("web.tls may be false only when web.host is a loopback address")
+        for name, listener in self.items():
+            if listener.allow_plaintext_login and not listener.is_loopback:
+                raise ValueError(
+                    f"{name}.allow_plaintext_login may be true only when {name}.host is a loopback address"
+                )
         return self
 
     def items(self) -> list[tuple[str, Listener]]:
