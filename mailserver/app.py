@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from mailserver.health import HealthChecks
 from policy.calendar import utc_now
 from policy.loader import Loaded, load
 from policy.model import Policy
@@ -21,6 +22,7 @@ from storage.auth import AuthService
 from storage.directory import Directory
 from storage.hashing import PasswordHasher
 from storage.limiter import BruteForceLimiter
+from storage.metrics import ServerMetrics
 
 
 @dataclass
@@ -29,6 +31,10 @@ class App:
     directory: Directory
     auth: AuthService
     clock: Callable[[], datetime]
+    # One metrics registry per App, handed to every service (see storage/metrics.py).
+    metrics: ServerMetrics = field(default_factory=ServerMetrics)
+    # What /healthz runs; services add their checks when they start (mailserver/serve.py).
+    health: HealthChecks = field(default_factory=HealthChecks)
     closers: list[Callable[[], object]] = field(default_factory=list)
 
     @property
@@ -52,7 +58,9 @@ class App:
             raise
         limiter = BruteForceLimiter(policy.auth, settings.trusted_networks)
         auth = AuthService(directory, limiter, settings.account_url)
-        return cls(loaded=loaded, directory=directory, auth=auth, clock=clock)
+        app = cls(loaded=loaded, directory=directory, auth=auth, clock=clock)
+        auth.listeners.append(app.metrics.observe_login)
+        return app
 
     async def close(self) -> None:
         for closer in reversed(self.closers):

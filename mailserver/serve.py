@@ -5,6 +5,10 @@ what it listens on) and `stop()`. Services are built here, in the
 composition root, from the App; the order of `build_services` is the start
 order, and they stop in reverse so nothing is still accepting mail while
 the store it writes to closes.
+
+A service may also name the `listeners` (keys of `listeners:` in
+mailserver.yaml) it serves: once it has started, `/healthz` checks that each
+of them accepts connections, and the tests log in through each of them.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ from typing import Protocol
 from imap_gateway.server import ImapBackend, ImapServer
 from imap_gateway.tls import server_context
 from mailserver.app import App
+from mailserver.health import clamd_check, clamd_configured, disk_check, listener_check
+from mailserver.web.service import WebService
 from policy.limits import message_size_limit
 
 log = logging.getLogger("mailserver.serve")
@@ -24,6 +30,8 @@ log = logging.getLogger("mailserver.serve")
 
 class Service(Protocol):
     name: str
+    # Optional: the keys of `listeners:` this service serves (e.g. ("imap", "imaps")).
+    # listeners: tuple[str, ...]
 
     async def start(self) -> list[str]: ...
 
@@ -56,7 +64,20 @@ def build_services(app: App) -> list[Service]:
     """The services this version provides, in start order."""
     services: list[Service] = []
     services += imap_services(app)
+    services.append(WebService(app))
     return services
+
+
+def register_health_checks(app: App) -> None:
+    """Checks that do not belong to one service: disk space, and clamd when configured (Đ8.2.b)."""
+    settings = app.settings
+    app.health.add("disk", disk_check(settings.paths.data, settings.monitoring.min_free_disk))
+    if clamd_configured(settings.clamd):
+        app.health.add("clamd", clamd_check(settings.clamd))
+
+
+def served_listeners(service: Service) -> tuple[str, ...]:
+    return tuple(getattr(service, "listeners", ()))
 
 
 async def serve(app: App, stop: asyncio.Event | None = None) -> None:
@@ -65,10 +86,13 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     started: list[Service] = []
+    register_health_checks(app)
     try:
         for service in build_services(app):
             where = await service.start()
             started.append(service)
+            for name in served_listeners(service):
+                app.health.add(f"listener:{name}", listener_check(getattr(app.settings.listeners, name)))
             log.info("%s listening on %s", service.name, ", ".join(where) or "(no listener)")
         if started:
             log.info("ready: %s", ", ".join(s.name for s in started))

@@ -91,3 +91,13 @@ def generate_temporary(rules: PasswordPolicy) -> str:
         candidate = "".join(chars)
         if not check_password(candidate, rules) and candidate[0] in string.ascii_letters:
             return candidate
+
+
+def requirements(rules: PasswordPolicy) -> list[Violation]:
+    """The positive Đ9 requirements, worded as `check_password` words them.
+
+    An empty password breaks every "at least / needs a" rule and none of the
+    "at most" ones, so this is exactly the checklist a form shows while the
+    user types, in the same words the server uses when it refuses.
+    """
+    return check_password("", rules)

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from policy.units import ByteSize
+
 LISTENER_NAMES = ("smtp", "submission", "submissions", "imap", "imaps", "web")
 ALL_ADDRESSES = "*"
 
@@ -87,6 +89,11 @@ class Paths(Section):
     def tls_dir(self) -> Path:
         return self.data / "tls"
 
+    @property
+    def web_session_key(self) -> Path:
+        """The key that signs web sessions; shared by every worker process, kept across restarts."""
+        return self.data / "web-session.key"
+
 
 class TLS(Section):
     # PEM files; default: the self-signed pair `mailserver init` writes into <data>/tls.
@@ -107,6 +114,29 @@ class Clamd(Section):
         if self.host is not None:
             self.socket = None
         return self
+
+
+class Monitoring(Section):
+    # Who may read /healthz and /metrics on the web listener: they reveal
+    # traffic and failed logins, so by default only this machine (a container
+    # health check, a local Prometheus agent). Add your monitoring hosts.
+    allow: list[str] = Field(default_factory=lambda: ["127.0.0.0/8", "::1/128"])
+    # /healthz reports failure when the data folder has less free space than this.
+    min_free_disk: ByteSize = 1024**3
+
+    @field_validator("allow")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        return _check_networks(v)
+
+
+def _check_networks(v: list[str]) -> list[str]:
+    for net in v:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as e:
+            raise ValueError(f'"{net}" is not an IP network') from e
+    return v
 
 
 class Operators(Section):
@@ -130,6 +160,7 @@ class Settings(Section):
     trusted_networks: list[str] = Field(default_factory=list)
     # Public address of the web pages (password change); default https://<hostname>/.
     web_url: str | None = None
+    monitoring: Monitoring = Monitoring()
     operators: Operators = Operators()
 
     @field_validator("domains")
@@ -146,12 +177,7 @@ class Settings(Section):
     @field_validator("trusted_networks")
     @classmethod
     def _networks(cls, v: list[str]) -> list[str]:
-        for net in v:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError as e:
-                raise ValueError(f'"{net}" is not an IP network') from e
-        return v
+        return _check_networks(v)
 
     @property
     def primary_domain(self) -> str:

@@ -1,0 +1,1 @@
+"""The web service: the account page, client autoconfiguration, /healthz and /metrics."""
