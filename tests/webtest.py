@@ -76,6 +76,10 @@ class WebClient:
     async def post(self, path: str, data: dict[str, str], **kw: object) -> Page:
         return await self.request("POST", path, data=data, **kw)  # type: ignore[arg-type]
 
+    async def post_raw(self, body: bytes, path: str = "/autodiscover/autodiscover.xml",
+                       content_type: str = "text/xml") -> Page:
+        return await self.request("POST", path, body=body, headers={"Content-Type": content_type})
+
     async def sign_in(self, address: str, password: str) -> Page:
         form = await self.get("/account")
         return await self.post("/account/signin", {"csrf": form.csrf, "address": address, "password": password})

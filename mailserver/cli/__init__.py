@@ -13,12 +13,22 @@ import os
 import sys
 from collections.abc import Sequence
 
-from mailserver.cli import accounts, aliases, audit, config_cmd, directory_cmd, init_cmd, serve_cmd, units
+from mailserver.cli import (
+    accounts,
+    aliases,
+    audit,
+    config_cmd,
+    directory_cmd,
+    dns_cmd,
+    init_cmd,
+    serve_cmd,
+    units,
+)
 from mailserver.cli.common import Context, Handler, common_options
 from policy.errors import ConfigError, MailserverError
 from storage.directory import ImportFailed
 
-GROUPS = [init_cmd, config_cmd, serve_cmd, units, accounts, aliases, directory_cmd, audit]
+GROUPS = [init_cmd, config_cmd, serve_cmd, units, accounts, aliases, directory_cmd, audit, dns_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
