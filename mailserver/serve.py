@@ -24,6 +24,7 @@ from mailserver.app import App
 from mailserver.health import clamd_check, clamd_configured, disk_check, listener_check
 from mailserver.web.service import WebService
 from policy.limits import message_size_limit
+from policy.settings import LISTENER_NAMES
 
 log = logging.getLogger("mailserver.serve")
 
@@ -77,7 +78,11 @@ def register_health_checks(app: App) -> None:
 
 
 def served_listeners(service: Service) -> tuple[str, ...]:
-    return tuple(getattr(service, "listeners", ()))
+    """The listeners a service names, or the one it is named after (the IMAP services are "imap", "imaps")."""
+    names = getattr(service, "listeners", None)
+    if names is not None:
+        return tuple(names)
+    return (service.name,) if service.name in LISTENER_NAMES else ()
 
 
 async def serve(app: App, stop: asyncio.Event | None = None) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import ssl
 from pathlib import Path
 
 from cryptography import x509
@@ -61,10 +60,3 @@ def write_self_signed(cert_path: Path, key_path: Path, hostname: str, domains: l
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     return names
 
-
-def server_context(cert_path: Path, key_path: Path) -> ssl.SSLContext:
-    """A server-side TLS context for every listener: TLS 1.2 or newer, Python's default ciphers."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert_path, key_path)
-    return ctx

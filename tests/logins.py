@@ -7,9 +7,9 @@ listener a running service opened), so this helper grows with the server:
 
 * a listener that is served but has no probe in `PROBES` fails the test,
   telling whoever added the listener to add its probe here;
+* IMAP: "imap" (STARTTLS, then LOGIN) and "imaps" (implicit TLS), with imaplib;
 * SMTP (issue 5): add probes for "submission" (STARTTLS then AUTH) and
-  "submissions" (implicit TLS); "smtp" (the MX) takes no logins.
-* IMAP (issue 6): add probes for "imap" (STARTTLS then LOGIN) and "imaps".
+  "submissions" (implicit TLS), e.g. with smtplib; "smtp" (the MX) takes no logins.
 
 A probe is a plain function `(server, address, password) -> LoginAttempt`
 using a real client library (urllib, smtplib, imaplib ...). It must return
@@ -20,6 +20,7 @@ that the old password is refused everywhere.
 from __future__ import annotations
 
 import http.cookiejar
+import imaplib
 import json
 import re
 import urllib.error
@@ -83,8 +84,35 @@ def web_probe(server: ServerProcess, address: str, password: str) -> LoginAttemp
     return LoginAttempt("web", ok, url)
 
 
+def imap_probe(server: ServerProcess, address: str, password: str, *, implicit: bool) -> LoginAttempt:
+    """LOGIN after STARTTLS (143) or on implicit TLS (993), verifying the server's certificate."""
+    name = "imaps" if implicit else "imap"
+    host, port = server.address(name)
+    ctx = server.tls_client_context()
+    try:
+        if implicit:
+            client: imaplib.IMAP4 = imaplib.IMAP4_SSL(host, port, ssl_context=ctx, timeout=30)
+        else:
+            client = imaplib.IMAP4(host, port, timeout=30)
+            client.starttls(ssl_context=ctx)
+    except (OSError, imaplib.IMAP4.error) as e:
+        return LoginAttempt(name, False, f"connection: {e}")
+    try:
+        typ, data = client.login(address, password)
+        return LoginAttempt(name, typ == "OK", repr(data))
+    except imaplib.IMAP4.error as e:
+        return LoginAttempt(name, False, str(e))
+    finally:
+        try:
+            client.logout()
+        except (OSError, imaplib.IMAP4.error):
+            pass
+
+
 PROBES: dict[str, Probe] = {
     "web": web_probe,
+    "imap": lambda server, address, password: imap_probe(server, address, password, implicit=False),
+    "imaps": lambda server, address, password: imap_probe(server, address, password, implicit=True),
 }
 
 

@@ -81,6 +81,9 @@ def test_forced_change_weak_password_refused_then_new_password_works_everywhere(
     """Đ6.3.c first login with a temporary password; Đ9 rules while typing and on the server."""
     acc = add_account(server, "Nguyễn Thị Mai")
     address, temp = acc["address"], acc["temporary_password"]
+    # the temporary password opens the password page and nothing else
+    first = login_everywhere(server, address, temp)
+    assert first["web"].ok and not [a for name, a in first.items() if name != "web" and a.ok], first
 
     sign_in(page, server, address, temp)
     assert "Điều 6.3.c" in page.inner_text("#forced")
@@ -113,7 +116,7 @@ def test_forced_change_weak_password_refused_then_new_password_works_everywhere(
     assert "còn" in page.inner_text("#password-expires")  # Đ13.3: a month from now
 
     after = login_everywhere(server, address, NEW_PW)
-    assert after and all(a.ok for a in after.values()), after
+    assert {"web", "imap", "imaps"} <= set(after) and all(a.ok for a in after.values()), after
     before = login_everywhere(server, address, temp)
     assert not any(a.ok for a in before.values()), before
     assert not [m for m in page.console_messages if "Content Security Policy" in m]  # type: ignore[attr-defined]

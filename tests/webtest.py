@@ -20,8 +20,9 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
+from imap_gateway.tls import server_context
 from mailserver.app import App
-from mailserver.tlsgen import server_context, write_self_signed
+from mailserver.tlsgen import write_self_signed
 from mailserver.web.service import build_web_app
 
 TEST_KEY = b"0123456789abcdef0123456789abcdef"

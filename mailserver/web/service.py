@@ -13,8 +13,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from imap_gateway.tls import server_context  # the one TLS server context of every listener
 from mailserver.app import App
-from mailserver.tlsgen import server_context
 from mailserver.web.account import AccountPages
 from mailserver.web.autoconfig import (
     MAX_REQUEST_BYTES,
