@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -113,6 +113,9 @@ class Directory:
         # Called with an account id whenever its password or state changes
         # (the authentication cache subscribes).
         self.on_change: list[Callable[[int], None]] = []
+        # Awaited with every new account after its transaction commits (the composition root
+        # registers the mail store's create_mailbox here).
+        self.on_created: list[Callable[[Account], Awaitable[object]]] = []
 
     @classmethod
     async def open(
@@ -154,6 +157,11 @@ class Directory:
     def _changed(self, account_id: int) -> None:
         for cb in self.on_change:
             cb(account_id)
+
+    async def _created(self, accounts: Iterable[Account]) -> None:
+        for account in accounts:
+            for cb in self.on_created:
+                await cb(account)
 
     async def _audit(
         self,
@@ -405,6 +413,7 @@ class Directory:
             account = await self.account_by_id(acc_id)
             assert unit and account
             await self._audit(actor, "unit.add", unit.address, after=unit.public(), rule="Đ4.1, Đ5.1")
+        await self._created([account])
         return Created(account=account, temporary_password=temp, unit=unit)
 
     async def set_unit_quota(self, unit_local: str, quota: int, *, actor: str) -> Unit:
@@ -423,7 +432,9 @@ class Directory:
         """Provision one person under Đ4.2's naming rule; returns the allocated address."""
         prepared = await self._prepare_person(req)
         async with self.db.transaction():
-            return await self._insert_person(req, prepared, actor)
+            created = await self._insert_person(req, prepared, actor)
+        await self._created([created.account])
+        return created
 
     async def import_people(self, reqs: list[PersonRequest], *, actor: str) -> list[Created]:
         """All rows or none: a failure on any row rolls the whole import back.
@@ -450,6 +461,7 @@ class Directory:
                     out.append(await self._insert_person(req, prep, actor))
                 except (ValidationFailed, NotFound, Conflict) as e:
                     raise ImportFailed(i, e) from e
+        await self._created(c.account for c in out)
         return out
 
     async def _prepare_person(self, req: PersonRequest) -> tuple[Unit | None, str, str | None, str]:
