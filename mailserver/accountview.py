@@ -7,10 +7,18 @@ from typing import Any
 
 from storage.directory import Directory
 from storage.records import Account
+from storage.store import MailStore
 
 
-async def account_summary(directory: Directory, account: Account, now: datetime | None = None) -> dict[str, Any]:
+async def account_summary(directory: Directory, account: Account, now: datetime | None = None,
+                          store: MailStore | None = None) -> dict[str, Any]:
+    """Everything about an account; with the store, its mailbox and exact usage (Đ7.3)."""
     access = directory.access(account, now)
+    mailbox: dict[str, Any] = {}
+    if store is not None and store.has_mailbox(account):
+        usage = await store.usage(account)
+        mailbox = {"mailbox": str(store.mailbox_path(account)), "usage_bytes": usage.bytes,
+                   "usage_messages": usage.messages}
     unit = await directory.unit_by_id(account.unit_id)
     tz = directory.policy.tz
     return {
@@ -49,4 +57,5 @@ async def account_summary(directory: Directory, account: Account, now: datetime 
         "last_login_at": account.last_login_at.astimezone(tz).isoformat() if account.last_login_at else None,
         "last_send_at": account.last_send_at.astimezone(tz).isoformat() if account.last_send_at else None,
         "last_receive_at": account.last_receive_at.astimezone(tz).isoformat() if account.last_receive_at else None,
+        **mailbox,
     }

@@ -14,6 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from mailserver.health import HealthChecks
+from mailserver.notices import Notices
 from policy.calendar import utc_now
 from policy.loader import Loaded, load
 from policy.model import Policy
@@ -23,6 +24,7 @@ from storage.directory import Directory
 from storage.hashing import PasswordHasher
 from storage.limiter import BruteForceLimiter
 from storage.metrics import ServerMetrics
+from storage.store import MailStore
 
 
 @dataclass
@@ -30,6 +32,7 @@ class App:
     loaded: Loaded
     directory: Directory
     auth: AuthService
+    store: MailStore
     clock: Callable[[], datetime]
     # One metrics registry per App, handed to every service (see storage/metrics.py).
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
@@ -58,7 +61,12 @@ class App:
             raise
         limiter = BruteForceLimiter(policy.auth, settings.trusted_networks)
         auth = AuthService(directory, limiter, settings.account_url)
-        app = cls(loaded=loaded, directory=directory, auth=auth, clock=clock)
+        store = MailStore(settings.paths.mail_dir, policy, directory, clock=clock)
+        # Đ7.3.c: the store says when a threshold is crossed; the notice text lives in mailserver/
+        store.on_quota_threshold = Notices(settings, policy, store, clock).quota_warning
+        # every new account gets its Maildir++ tree and special folders at once
+        directory.on_created.append(store.create_mailbox)
+        app = cls(loaded=loaded, directory=directory, auth=auth, store=store, clock=clock)
         auth.listeners.append(app.metrics.observe_login)
         return app
 
@@ -67,5 +75,6 @@ class App:
             result = closer()
             if hasattr(result, "__await__"):
                 await result  # type: ignore[misc]
+        await self.store.close()
         await self.directory.close()
         self.directory.hasher.close()

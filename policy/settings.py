@@ -76,6 +76,9 @@ class Paths(Section):
     data: Path = Path("/var/lib/mailserver")
     # Defaults below are folders inside `data`.
     logs: Path | None = None
+    # Operator-edited copies of the notice templates (Đ7.3.c quota warning, ...). A file missing
+    # here falls back to the built-in one (mailserver/templates/notices/).
+    templates: Path | None = None
 
     @property
     def directory_db(self) -> Path:
@@ -93,6 +96,11 @@ class Paths(Section):
     def web_session_key(self) -> Path:
         """The key that signs web sessions; shared by every worker process, kept across restarts."""
         return self.data / "web-session.key"
+
+    @property
+    def mail_dir(self) -> Path:
+        """One Maildir++ tree per account: mail/<domain>/<local part>~<account id>/."""
+        return self.data / "mail"
 
 
 class TLS(Section):
@@ -211,6 +219,7 @@ class Settings(Section):
 
         self.paths.data = fix(self.paths.data)  # type: ignore[assignment]
         self.paths.logs = fix(self.paths.logs)
+        self.paths.templates = fix(self.paths.templates)
         self.tls.cert = fix(self.tls.cert)
         self.tls.key = fix(self.tls.key)
         self.clamd.socket = fix(self.clamd.socket)

@@ -21,6 +21,8 @@ from mailserver.cli import (
     directory_cmd,
     dns_cmd,
     init_cmd,
+    quota_cmd,
+    reindex_cmd,
     serve_cmd,
     units,
 )
@@ -28,7 +30,8 @@ from mailserver.cli.common import Context, Handler, common_options
 from policy.errors import ConfigError, MailserverError
 from storage.directory import ImportFailed
 
-GROUPS = [init_cmd, config_cmd, serve_cmd, units, accounts, aliases, directory_cmd, audit, dns_cmd]
+GROUPS = [init_cmd, config_cmd, serve_cmd, units, accounts, aliases, directory_cmd, audit, dns_cmd, quota_cmd,
+          reindex_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -137,7 +137,7 @@ async def add(ctx: Context, args: argparse.Namespace) -> int:
 async def show(ctx: Context, args: argparse.Namespace) -> int:
     app = await ctx.app()
     acc = await app.directory.require_account(args.address)
-    data = await account_summary(app.directory, acc, app.clock())
+    data = await account_summary(app.directory, acc, app.clock(), app.store)
 
     def human() -> str:
         state = data["state"] + (f" ({data['state_reason']})" if data["state_reason"] else "")
@@ -156,6 +156,7 @@ async def show(ctx: Context, args: argparse.Namespace) -> int:
             ("revoked on", data["revoke_on"]),
             ("quota", size(data["quota_bytes"])),
             ("usage", _usage(data)),
+            ("mailbox", data.get("mailbox")),
             ("may send as", ", ".join(data["send_as"])),
             ("aliases", ", ".join(data["aliases"])),
             ("exempt (Đ6.2.a)", f"until {data['exempt_until']}: {data['exempt_reason']}"
@@ -200,7 +201,7 @@ async def list_accounts(ctx: Context, args: argparse.Namespace) -> int:
 
 async def _show_after(ctx: Context, acc: Account, message: str, extra: dict[str, Any] | None = None) -> int:
     app = await ctx.app()
-    data = await account_summary(app.directory, acc, app.clock())
+    data = await account_summary(app.directory, acc, app.clock(), app.store)
     data.update(extra or {})
     out(ctx, data, message)
     return 0

@@ -21,7 +21,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 async def run(ctx: Context, args: argparse.Namespace) -> int:
     settings = ctx.loaded.settings
-    for folder in (settings.paths.data, settings.paths.log_dir, settings.paths.tls_dir):
+    for folder in (settings.paths.data, settings.paths.log_dir, settings.paths.tls_dir, settings.paths.mail_dir):
         folder.mkdir(parents=True, exist_ok=True, mode=0o750)
     cert_state = "present"
     if not settings.cert_path.exists() or not settings.key_path.exists():
@@ -34,9 +34,12 @@ async def run(ctx: Context, args: argparse.Namespace) -> int:
     ops = settings.operators
     created = await app.directory.ensure_operator_unit(ops.unit_name, ops.unit_abbrev, actor=ctx.actor)
     operator = await app.directory.postmaster_target()
+    if operator is not None:
+        await app.store.create_mailbox(operator)  # idempotent: also for data folders made before the store
     result = {
         "data": str(settings.paths.data),
         "directory": str(settings.paths.directory_db),
+        "mail": str(settings.paths.mail_dir),
         "certificate": str(settings.cert_path),
         "certificate_state": cert_state,
         "operator_mailbox": operator.address if operator else None,
@@ -45,6 +48,7 @@ async def run(ctx: Context, args: argparse.Namespace) -> int:
     lines = [
         ("data", result["data"]),
         ("directory", result["directory"]),
+        ("mail", result["mail"]),
         ("certificate", f"{settings.cert_path} ({cert_state})"),
         ("operators", f"{result['operator_mailbox']} receives postmaster@, abuse@, support@"),
     ]
