@@ -11,8 +11,11 @@ from datetime import timedelta
 
 import pytest
 
+from mailserver.app import App
+from policy.loader import load
 from storage.auth import Outcome, Purpose
 from storage.directory import PersonRequest
+from tests.helpers import write_config
 from tests.webtest import NEW_PW, PW, running_web
 
 pytestmark = pytest.mark.asyncio
@@ -380,3 +383,22 @@ async def test_unknown_pages_are_a_bilingual_404(app):
         assert (await c.get("/static/")).status in (403, 404)  # no directory listing
         root = await c.get("/", follow=False)
         assert root.status == 302 and root.headers["Location"] == "/account"
+
+
+async def test_the_checklist_follows_the_policy_file(tmp_path):
+    """Đ9's numbers live in policy.yaml: a stricter policy changes the page and its script's data, not code."""
+    # continues the `passwords:` section that tests/helpers.py starts (cheap hashing)
+    cfg = write_config(tmp_path, policy="  min_length: 12\n  require_special: false\n")
+    app = await App.open(loaded=load(cfg))
+    try:
+        await app.directory.ensure_operator_unit("Sở Thông tin và Truyền thông", None, actor="t")
+        acc = await person(app, password="Matkhau12345x")
+        async with running_web(app) as w, w.client() as c:
+            page = await c.sign_in(acc.address, "Matkhau12345x")
+            assert 'data-min="12"' in page.text
+            assert "Mật khẩu phải có ít nhất 12 ký tự" in page.text
+            assert 'data-rule="special"' not in page.text
+            refused = await c.change("Matkhau12345x", "Ngan@1234")
+            assert "Mật khẩu phải có ít nhất 12 ký tự" in refused.by_id("errors")
+    finally:
+        await app.close()
