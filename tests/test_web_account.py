@@ -56,12 +56,16 @@ async def test_vietnamese_by_default_with_diacritics_and_english_on_request(app)
 
 async def test_sign_in_shows_quota_password_age_expiry_and_state(app):
     acc = await person(app)
+    await app.store.deliver(acc, b"From: a@example.org\r\nSubject: x\r\n\r\n" + b"x" * 1_500_000 + b"\r\n")
+    usage = await app.store.usage(acc)
     async with running_web(app) as w, w.client() as c:
         page = await c.sign_in(acc.address, PW)
         assert page.status == 200 and page.url.endswith("/account")
         assert acc.address in page.text and "Nguyễn Văn A" in page.text
         assert page.by_id("state") == "Đang hoạt động"
-        assert page.by_id("quota") == "Dung lượng được cấp: 2 GiB"  # Đ7.3.b default
+        # Đ7.3: used of quota, exact from the store, 2 GiB by default (Đ7.3.b); Vietnamese decimal commas
+        assert page.by_id("quota") == "Đã dùng 1,4 MiB trên 2 GiB (0,1 %)"
+        assert f'<progress id="quota-bar" max="{2 * 1024**3}" value="{usage.bytes}">' in page.text
         assert page.by_id("password-age") == "28/11/2026 (0 ngày trước)"
         # Đ13.3: one calendar month after the change (the policy's time zone)
         assert page.by_id("password-expires") == "28/12/2026 (còn 30 ngày)"

@@ -161,7 +161,8 @@ def test_english_switch_phone_layout_and_sign_out(server, page):
     page.click("#signin")
     page.wait_for_selector("#change")
     assert page.inner_text("#state") == "Active"
-    assert page.inner_text("#quota") == "Quota: 2 GiB"
+    assert page.inner_text("#quota") == "0 B of 2 GiB used (0.0 %)"
+    assert page.get_attribute("#quota-bar", "max") == str(2 * 1024**3)
     page.fill("#new", "x")
     assert rule_states(page)["min_length"] == "unmet"  # the script runs under the CSP
     # usable on a phone: nothing wider than the screen

@@ -88,6 +88,7 @@ class AccountPages:
     async def view(self, account: Account, access: Access) -> AccountView:
         tz = self.app.policy.tz
         unit = await self.app.directory.unit_by_id(account.unit_id)
+        usage = await self.app.store.usage(account)  # exact, from the store's index (Đ7.3)
         return AccountView(
             address=account.address,
             name=account.display_name,
@@ -101,8 +102,8 @@ class AccountPages:
             password_changed_at=account.password_changed_at.astimezone(tz) if account.password_changed_at else None,
             password_expires_at=access.password_expires_at.astimezone(tz) if access.password_expires_at else None,
             now=self.app.clock().astimezone(tz),
-            quota=await self.app.directory.quota_of(account),
-            used=None,  # the mail store (issue 4) reports usage; until it exists only the quota is known
+            quota=usage.quota,
+            used=usage.bytes,
             endpoints=client_endpoints(self.app.settings),
         )
 

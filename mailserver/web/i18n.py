@@ -12,6 +12,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Literal
 
+from policy.units import format_size
+
 Lang = Literal["vi", "en"]
 LANGS: tuple[Lang, ...] = ("vi", "en")
 DEFAULT_LANG: Lang = "vi"
@@ -56,10 +58,6 @@ TEXTS: dict[str, tuple[str, str]] = {
     "revoke_on": ("Thu hồi hộp thư vào ngày {date}", "The mailbox will be revoked on {date}"),
     "quota": ("Dung lượng", "Quota"),
     "quota_used": ("Đã dùng {used} trên {quota} ({percent})", "{used} of {quota} used ({percent})"),
-    "quota_only": (
-        "Dung lượng được cấp: {quota}",
-        "Quota: {quota}",
-    ),
     "password_age": ("Mật khẩu đổi lần cuối", "Password last changed"),
     "days_ago": ("{date} ({days} ngày trước)", "{date} ({days} days ago)"),
     "password_expires": ("Mật khẩu hết hạn", "Password expires"),
@@ -136,6 +134,13 @@ def fmt_date(lang: Lang, day: date | datetime) -> str:
     return f"{day:%d/%m/%Y}" if lang == "vi" else f"{day:%Y-%m-%d}"
 
 
+def _decimal(lang: Lang, text: str) -> str:
+    return text.replace(".", ",") if lang == "vi" else text  # Vietnamese writes a decimal comma
+
+
 def fmt_percent(lang: Lang, value: float) -> str:
-    text = f"{value:.1f} %"
-    return text.replace(".", ",") if lang == "vi" else text  # Vietnamese decimal comma
+    return _decimal(lang, f"{value:.1f} %")
+
+
+def fmt_size(lang: Lang, n: int) -> str:
+    return _decimal(lang, format_size(n))

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from mailserver.endpoints import Endpoint
-from mailserver.web.i18n import Lang, fmt_date, fmt_percent, pick, t
+from mailserver.web.i18n import Lang, fmt_date, fmt_percent, fmt_size, pick, t
 from policy.lockstate import LockState, PasswordState
 from policy.passwords import Violation
-from policy.units import format_size
 
 
 def esc(value: object) -> str:
@@ -100,7 +99,7 @@ class AccountView:
     password_expires_at: datetime | None
     now: datetime
     quota: int
-    used: int | None  # None until the mail store reports usage
+    used: int  # bytes, exact, from the mail store
     endpoints: list[Endpoint]
 
 
@@ -122,14 +121,11 @@ def _status(lang: Lang, v: AccountView) -> str:
         state += f"<br>{esc(t(lang, 'revoke_on', date=fmt_date(lang, v.revoke_on)))}"
     rows.append((t(lang, "state"), state))
 
-    if v.used is None:
-        quota = f'<span id="quota">{esc(t(lang, "quota_only", quota=format_size(v.quota)))}</span>'
-    else:
-        percent = 100.0 * v.used / v.quota if v.quota else 100.0
-        text = t(lang, "quota_used", used=format_size(v.used), quota=format_size(v.quota),
-                 percent=fmt_percent(lang, percent))
-        quota = (f'<progress id="quota-bar" max="{v.quota}" value="{min(v.used, v.quota)}"></progress>'
-                 f'<br><span id="quota">{esc(text)}</span>')
+    percent = 100.0 * v.used / v.quota if v.quota else 100.0
+    text = t(lang, "quota_used", used=fmt_size(lang, v.used), quota=fmt_size(lang, v.quota),
+             percent=fmt_percent(lang, percent))
+    quota = (f'<progress id="quota-bar" max="{v.quota}" value="{min(v.used, v.quota)}"></progress>'
+             f'<br><span id="quota">{esc(text)}</span>')
     rows.append((t(lang, "quota"), quota))
 
     if v.password_changed_at is not None:
