@@ -24,7 +24,27 @@ ALWAYS = (
     "ENABLE",  # RFC 5161
 )
 
-AFTER_LOGIN: tuple[str, ...] = ()
+AFTER_LOGIN = (
+    "IDLE",  # RFC 2177
+    "NAMESPACE",  # RFC 2342
+    "UNSELECT",  # RFC 3691
+    "UIDPLUS",  # RFC 4315: APPENDUID, COPYUID, UID EXPUNGE
+    "MOVE",  # RFC 6851
+    "CHILDREN",  # RFC 3348
+    "LIST-EXTENDED",  # RFC 5258
+    "LIST-STATUS",  # RFC 5819
+    "SPECIAL-USE",  # RFC 6154
+    "CREATE-SPECIAL-USE",  # RFC 6154 §3
+    "QUOTA",  # RFC 9208
+    "QUOTA=RES-STORAGE",
+    "CONDSTORE",  # RFC 7162
+    "QRESYNC",
+    "ESEARCH",  # RFC 4731
+    "WITHIN",  # RFC 5032: SEARCH OLDER/YOUNGER
+    "STATUS=SIZE",  # RFC 8438
+    "BINARY",  # RFC 3516
+    "UTF8=ACCEPT",  # RFC 6855
+)
 
 
 def for_session(s: Session) -> list[str]:
@@ -36,4 +56,5 @@ def for_session(s: Session) -> list[str]:
         caps.append("AUTH=PLAIN" if s.login_allowed else "LOGINDISABLED")
         return caps
     caps.extend(AFTER_LOGIN)
+    caps.append(f"APPENDLIMIT={s.server.append_limit}")  # RFC 7889: the SMTP SIZE limit
     return caps

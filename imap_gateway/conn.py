@@ -63,6 +63,7 @@ class Connection(asyncio.Protocol):
         self._write_paused = False
         self._read_paused = False
         self._want = 0  # bytes a pending read needs (a literal may exceed the high-water mark)
+        self.interrupted = False  # set by interrupt(): IDLE has news to send
         self.peer_ip = ""
         self.local_ip = ""
         self.task: asyncio.Task[None] | None = None
@@ -134,9 +135,14 @@ class Connection(asyncio.Protocol):
             self._waiter = None
 
     async def wait_readable(self) -> None:
-        """Return when input (or EOF) is available; IDLE waits on this next to the store's events."""
-        while not self.buf and not self.eof:
+        """Return when input, EOF or an interrupt() arrives: IDLE waits here for the client or the store."""
+        while not self.buf and not self.eof and not self.interrupted:
             await self._more()
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        self.interrupted = True
+        self._wake()
 
     async def readline(self, limit: int = MAX_LINE) -> bytes:
         """One line with its LF (CRLF normally); LineTooLong after discarding the rest of it."""
@@ -256,15 +262,14 @@ async def read_command(
         size = int(m.group(2))
         sync = not m.group(3)
         is_append = APPEND_START.match(first_line) is not None
+        # The command's own check first (APPEND before login is BAD, over quota is NO), then the size.
+        refusal = await check_literal(first_line, size, sync) if check_literal is not None else None
         limit = append_limit if is_append else max_command - total - len(line)
-        refusal = None
-        if size > limit:
+        if refusal is None and size > limit:
             refusal = (
                 _tagged(first_line, f"NO [TOOBIG] {texts.TOOBIG}".encode())
                 if is_append else _bad(first_line, "literal too large for this command")
             )
-        elif check_literal is not None:
-            refusal = await check_literal(first_line, size, sync)
         if refusal is not None:
             if sync:
                 # The client waits for "+" and sends nothing more of this command.

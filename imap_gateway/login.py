@@ -26,7 +26,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from imap_gateway import texts, wire
-from imap_gateway.commands import ANY, AUTH, NOT_AUTH, State, command
+from imap_gateway.commands import ANY, NOT_AUTH, State, command
 from imap_gateway.conn import LineTooLong
 from imap_gateway.parse import ParseError, Parser
 from imap_gateway.responses import REPLIED, No, Ok, line
@@ -96,9 +96,9 @@ async def cmd_id(s: Session, tag: str, p: Parser) -> str:
     return "ID completed"
 
 
-@command("ENABLE", AUTH)
+@command("ENABLE", frozenset({State.authenticated}))
 async def cmd_enable(s: Session, tag: str, p: Parser) -> str:
-    """RFC 5161; QRESYNC implies CONDSTORE (RFC 7162 §3.2.3)."""
+    """RFC 5161 §3.1: only before a folder is selected; QRESYNC implies CONDSTORE (RFC 7162 §3.2.3)."""
     p.sp()
     asked = [p.word("a capability")]
     while p.take_sp():

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from policy.errors import Conflict, MailserverError, NotFound, ValidationFailed
+
 
 @dataclass
 class No(Exception):
@@ -33,3 +35,28 @@ REPLIED = Ok("(already sent)")
 def line(tag: str, status: str, text: str, code: str | None = None) -> bytes:
     body = f"[{code}] {text}" if code else text
     return f"{tag} {status} {body}\r\n".encode()
+
+
+# The store's refusals (storage.errors), by class name so this module needs no
+# storage import; their base classes catch anything newer.
+_CODES = {
+    "OverQuota": "OVERQUOTA",  # RFC 9208 §5.3 / RFC 5530
+    "FolderNotFound": "NONEXISTENT",
+    "FolderExists": "ALREADYEXISTS",
+    "KeywordLimit": "LIMIT",
+    "MessageNotFound": "EXPUNGEISSUED",
+    "StoreUnavailable": "UNAVAILABLE",
+}
+
+
+def refusal(e: MailserverError) -> No:
+    """A store or policy refusal as `NO [CODE] message` (RFC 5530 codes)."""
+    code = _CODES.get(type(e).__name__)
+    if code is None:
+        if isinstance(e, NotFound):
+            code = "NONEXISTENT"
+        elif isinstance(e, Conflict):
+            code = "ALREADYEXISTS"
+        elif isinstance(e, ValidationFailed):
+            code = "CANNOT"
+    return No(code, e.message)

@@ -15,6 +15,7 @@ import logging
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
 from typing import Any
 
 from imap_gateway import tls
@@ -26,7 +27,9 @@ from storage.auth import AuthService
 from storage.records import Account
 
 # Importing the command modules registers their handlers.
-from imap_gateway import login  # noqa: F401  isort: skip
+from imap_gateway import (  # noqa: F401  isort: skip
+    append, copymove, fetch, flags, folders, idle, login, mailbox, quota, search,
+)
 
 log = logging.getLogger("imap")
 
@@ -39,6 +42,8 @@ class ImapBackend:
     append_limit: int  # RFC 7889 APPENDLIMIT = the SMTP SIZE limit (policy.limits.message_size_limit)
     attachments: AttachmentPolicy
     ssl_context: ssl.SSLContext | None
+    # Dates in SEARCH (BEFORE/ON/SINCE) are calendar days here: the policy's time zone.
+    timezone: tzinfo = UTC
     # Called with (event name, session) for metrics: "login", "logout".
     observers: list[Callable[[str, Session], None]] = field(default_factory=list)
     sessions: set[Session] = field(default_factory=set)
@@ -122,6 +127,14 @@ class ImapServer:
     @property
     def ssl_context(self) -> ssl.SSLContext | None:
         return self.backend.ssl_context
+
+    @property
+    def attachments(self) -> AttachmentPolicy:
+        return self.backend.attachments
+
+    @property
+    def timezone(self) -> tzinfo:
+        return self.backend.timezone
 
     # ------------------------------------------------------------ Service
 

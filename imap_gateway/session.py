@@ -20,7 +20,8 @@ from imap_gateway import capability, texts
 from imap_gateway.commands import COMMANDS, LITERAL_CHECKS, State
 from imap_gateway.conn import Closed, Connection, Rejected, read_command
 from imap_gateway.parse import ParseError, Parser
-from imap_gateway.responses import REPLIED, No, Ok, line
+from imap_gateway.responses import REPLIED, No, Ok, line, refusal
+from policy.errors import MailserverError
 
 if TYPE_CHECKING:
     from imap_gateway.selected import Selected
@@ -169,9 +170,10 @@ class Session:
         except ParseError as e:
             self._reply(tag, "BAD", f"{name}: {e}")
             return
-        except No as e:
+        except (No, MailserverError) as e:
+            no = e if isinstance(e, No) else refusal(e)
             await self.sync_updates(cmd.expunge_ok)
-            self._reply(tag, e.status, e.text, e.code)
+            self._reply(tag, no.status, no.text, no.code)
             return
         except (Closed, ConnectionError):
             raise
@@ -206,8 +208,30 @@ class Session:
 
     async def sync_updates(self, expunge_ok: bool) -> None:
         """Untagged EXISTS/EXPUNGE/FETCH for changes other sessions made (see selected.py)."""
-        if self.selected is not None:
-            await self.selected.sync(self, expunge_ok)
+        sel = self.selected
+        if sel is None:
+            return
+        try:
+            await sel.sync(self, expunge_ok)
+        except MailserverError as e:
+            if getattr(e, "field", None) != "folder":
+                raise
+            # Another session deleted the folder we have selected: nothing valid is left to show.
+            self.untagged("BYE " + texts.both("the selected folder was deleted", "thư mục đang mở đã bị xóa"))
+            self.state = State.logout
+
+    def on_store_event(self, event: Any) -> None:
+        """The store's doorbell (called for every change in this account): mark, and wake IDLE."""
+        sel = self.selected
+        if sel is None:
+            return
+        if event.kind == "folder-renamed" and getattr(event, "old_name", None) == sel.folder:
+            sel.folder = event.folder
+        elif event.folder != sel.folder:
+            return
+        sel.dirty = True
+        if self.idling:
+            self.conn.interrupt()
 
     async def close(self) -> None:
         self.state = State.logout

@@ -8,6 +8,8 @@ in a quoted string, otherwise as a literal.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from imap_gateway import utf7
 from imap_gateway.parse import ASTRING_CHARS
 
@@ -53,8 +55,10 @@ def mailbox(name: str, utf8: bool = False) -> bytes:
     return string(utf7.encode(name))
 
 
-def flag_list(flags: object) -> bytes:
-    return b"(" + " ".join(sorted(flags, key=_flag_order)).encode("utf-8", "replace") + b")"  # type: ignore[call-overload]
+@lru_cache(maxsize=4096)
+def flag_list(flags: frozenset[str]) -> bytes:
+    """`(\\Seen $Work)`. Cached: a folder has few distinct flag sets and the store shares them."""
+    return b"(" + " ".join(sorted(flags, key=_flag_order)).encode("utf-8", "replace") + b")"
 
 
 def _flag_order(flag: str) -> tuple[int, str]:

@@ -51,6 +51,7 @@ def imap_services(app: App) -> list[Service]:
         append_limit=message_size_limit(app.policy.attachments),
         attachments=app.policy.attachments,
         ssl_context=server_context(settings.cert_path, settings.key_path),
+        timezone=app.policy.tz,
     )
     services: list[Service] = []
     for name, implicit in (("imap", False), ("imaps", True)):
