@@ -43,3 +43,32 @@ async def app(config_file: Path, clock: Clock) -> AsyncIterator[App]:
     await a.directory.ensure_operator_unit("Sở Thông tin và Truyền thông", None, actor="test")
     yield a
     await a.close()
+
+
+# ---------------------------------------------------------------- IMAP (tests/imap_support.py)
+
+
+@pytest.fixture(scope="module")
+def imap_server(tmp_path_factory):
+    """The real IMAP listeners on free loopback ports, one per test module."""
+    from tests.imap_support import make_server
+
+    with make_server(tmp_path_factory.mktemp("imap")) as srv:
+        yield srv
+
+
+@pytest.fixture
+def imap_user(imap_server) -> str:
+    """A fresh account with its Maildir++ tree and special folders."""
+    return imap_server.new_user()
+
+
+@pytest.fixture
+def imap(imap_server, imap_user):
+    """imaplib logged in to a fresh account over implicit TLS."""
+    c = imap_server.login(imap_user)
+    yield c
+    try:
+        c.logout()
+    except Exception:
+        pass

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import re
+import socket
 import ssl
 import threading
 from collections.abc import Awaitable, Callable
@@ -52,6 +54,7 @@ class ServerThread:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._main, name="imap-test-server", daemon=True)
         self.ports: dict[str, int] = {}
+        self._users = 0
 
     def __enter__(self) -> ServerThread:
         self._thread.start()
@@ -102,12 +105,35 @@ class ServerThread:
             created = await app.directory.add_person(
                 PersonRequest(name=name, unit=unit, password=password, must_change=False, **kw), actor="test"
             )
-            store = getattr(app, "store", None)
-            if store is not None:
-                await store.create_mailbox(created.account)
+            await app.store.create_mailbox(created.account)
             return created.account.address
 
         return self.call(add)
+
+    def new_user(self) -> str:
+        """A fresh account (so tests sharing one server never see each other's mail)."""
+        self._users += 1
+        return self.add_person(f"Người Thử {self._users}", PLAIN_PASSWORD, address=f"thu{self._users}")
+
+    def deliver(self, address: str, message: bytes, folder: str = "INBOX", flags: frozenset[str] = frozenset()) -> Any:
+        """Put a message into a mailbox the way SMTP delivery does (the store's one path to disk)."""
+
+        async def put(app: App) -> Any:
+            account = await app.directory.get_account(address)
+            return await app.store.deliver(account, message, folder=folder, flags=flags)
+
+        return self.call(put)
+
+    def usage(self, address: str) -> Any:
+        async def get(app: App) -> Any:
+            return await app.store.usage(await app.directory.get_account(address))
+
+        return self.call(get)
+
+    def login(self, address: str) -> imaplib.IMAP4_SSL:
+        c = self.imaps()
+        c.login(address, PLAIN_PASSWORD)
+        return c
 
     # ------------------------------------------------------------ clients
 
@@ -138,3 +164,92 @@ def make_server(tmp: Path, *, extra: str = "", policy: str = "", imap_extra: str
         cfg.write_text(text, encoding="utf-8")
     cli(cfg, "init", check=True)
     return ServerThread(cfg, clock)
+
+
+def message(subject: str = "Công văn số 12/UBND", body: str = "Kính gửi các đơn vị.", *,
+            sender: str = "Nguyễn Văn A <nguyenvana@phuyen.gov.vn>", to: str = "vp@phuyen.gov.vn",
+            date: str = "Mon, 05 Jan 2026 08:00:00 +0700", attachment: bytes | None = None,
+            filename: str = "báo cáo.pdf", extra_headers: str = "") -> bytes:
+    """A message as Thunderbird writes it: RFC 2047 headers, UTF-8 text, optional attachment."""
+    from email.header import Header
+
+    def enc(text: str) -> str:
+        return text if text.isascii() else Header(text, "utf-8").encode()
+
+    name, _, addr = sender.rpartition(" <")
+    head = (f"From: {enc(name)} <{addr}\r\nTo: {to}\r\nSubject: {enc(subject)}\r\nDate: {date}\r\n"
+            f"Message-ID: <{abs(hash((subject, body, date)))}@phuyen.gov.vn>\r\nMIME-Version: 1.0\r\n{extra_headers}")
+    text = ("Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+            + body + "\r\n")
+    if attachment is None:
+        return (head + text).encode()
+    import base64
+
+    blob = base64.encodebytes(attachment).decode().replace("\n", "\r\n")
+    return (head + 'Content-Type: multipart/mixed; boundary="==b=="\r\n\r\n--==b==\r\n' + text
+            + f'--==b==\r\nContent-Type: application/pdf; name="{enc(filename)}"\r\n'
+            f'Content-Disposition: attachment; filename="{enc(filename)}"\r\n'
+            "Content-Transfer-Encoding: base64\r\n\r\n" + blob + "--==b==--\r\n").encode()
+
+
+class Wire:
+    """A raw IMAP connection for checks imaplib hides: exact lines, their order, literals.
+
+    `cmd("FETCH 1 (FLAGS)")` sends a tagged command and returns every line up
+    to and including the tagged reply; a line announcing a literal is returned
+    with the literal's bytes appended.
+    """
+
+    def __init__(self, server: ServerThread, *, tls: bool = True, user: str | None = None) -> None:
+        port = server.ports["imaps" if tls else "imap"]
+        raw = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.sock: socket.socket = server.client_context().wrap_socket(raw, server_hostname="localhost") if tls else raw
+        self.file = self.sock.makefile("rb")
+        self.greeting = self.file.readline()
+        self.n = 0
+        if user is not None:
+            lines = self.cmd(f"LOGIN {user} {PLAIN_PASSWORD}")
+            assert lines[-1].startswith(b"%s OK" % self.last_tag), lines
+
+    @property
+    def last_tag(self) -> bytes:
+        return b"t%d" % self.n
+
+    def send(self, data: bytes | str) -> None:
+        self.sock.sendall(data.encode() if isinstance(data, str) else data)
+
+    def line(self) -> bytes:
+        ln = self.file.readline()
+        m = re.search(rb"\{(\d+)\}\r\n\Z", ln)
+        while m:
+            ln += self.file.read(int(m.group(1)))
+            more = self.file.readline()
+            ln += more
+            m = re.search(rb"\{(\d+)\}\r\n\Z", more)
+        return ln
+
+    def until(self, tag: bytes) -> list[bytes]:
+        lines = []
+        while True:
+            ln = self.line()
+            assert ln, f"connection closed after {lines}"
+            lines.append(ln)
+            if ln.startswith(tag + b" "):
+                return lines
+
+    def cmd(self, text: str | bytes) -> list[bytes]:
+        self.n += 1
+        body = text.encode() if isinstance(text, str) else text
+        self.send(self.last_tag + b" " + body + b"\r\n")
+        return self.until(self.last_tag)
+
+    def ok(self, text: str | bytes) -> list[bytes]:
+        lines = self.cmd(text)
+        assert lines[-1].startswith(self.last_tag + b" OK"), lines
+        return lines
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
