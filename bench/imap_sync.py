@@ -1,0 +1,288 @@
+"""IMAP speed and memory: what Thunderbird's day costs the server.
+
+Fills a folder with realistic mail (Vietnamese RFC 2047 subjects and names,
+multipart with attachments, one 1 MB message), starts `mailserver serve` as
+its own process, and times through `imaplib` over TLS (port 993):
+
+* LOGIN, SELECT, the first-sync header fetch Thunderbird issues
+  (`UID FETCH 1:* (FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (...)])`),
+  `UID SEARCH SUBJECT` (Vietnamese, diacritics dropped), `UID FETCH n BODY[]` of 1 MB;
+* SELECT and a flag change in a 100,000-message folder;
+* the server's resident memory holding 1,000 authenticated connections in IDLE.
+
+Baseline, measured in the same run: a NOOP round trip on the same
+connection (what the network, TLS and imaplib cost by themselves).
+Medians of --runs runs. Targets (issue 6): SELECT of 100k < 100 ms; 10k
+first-sync fetch < 0.3 s; 1,000 IDLE connections < 200 MB RSS.
+
+    .venv/bin/python bench/imap_sync.py [--messages 10000] [--big 100000] [--idle 1000] [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import concurrent.futures
+import imaplib
+import os
+import random
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from email.header import Header
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from mailserver.app import App  # noqa: E402
+from policy.loader import load  # noqa: E402
+from storage.directory import PersonRequest  # noqa: E402
+from storage.store import MailStore  # noqa: E402
+
+PASSWORD = "Matkhau#2026aA"
+FIRST_SYNC = "(FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (FROM TO CC SUBJECT DATE MESSAGE-ID)])"
+SUBJECTS = ["Công văn số {n}/UBND-VP về việc triển khai kế hoạch năm 2026",
+            "Báo cáo tình hình kinh tế - xã hội tháng {m}", "Giấy mời họp giao ban tuần {n}",
+            "Thông báo lịch trực Tết Nguyên đán", "Quyết định phê duyệt dự toán ngân sách {n}",
+            "Tờ trình đề nghị thẩm định hồ sơ số {n}"]
+NAMES = ["Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường", "Phạm Thị Dung", "Hoàng Văn Em", "Đặng Thị Giang"]
+WORDS = ("ủy ban nhân dân tỉnh phú yên đề nghị các sở ban ngành địa phương khẩn trương triển khai thực hiện "
+         "nội dung công văn báo cáo kết quả trước ngày quy định văn phòng tổng hợp").split()
+
+
+def _enc(text: str) -> str:
+    return Header(text, "utf-8").encode()
+
+
+def realistic(i: int, rng: random.Random, attachment: int | None = None) -> bytes:
+    """A multipart Vietnamese office message; every third carries an attachment."""
+    name = rng.choice(NAMES)
+    subject = rng.choice(SUBJECTS).format(n=i, m=1 + i % 12)
+    when = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=37 * i)
+    text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(40, 300)))
+    body64 = base64.encodebytes(text.encode()).decode().replace("\n", "\r\n")
+    head = (f"From: {_enc(name)} <user{i % 50}@phuyen.gov.vn>\r\nTo: {_enc('Văn phòng UBND')} <vp@phuyen.gov.vn>\r\n"
+            f"Cc: ttcntttt@phuyen.gov.vn\r\nSubject: {_enc(subject)}\r\n"
+            f"Date: {when.strftime('%a, %d %b %Y %H:%M:%S +0700')}\r\nMessage-ID: <{i}.{rng.random()}@phuyen.gov.vn>\r\n"
+            "MIME-Version: 1.0\r\n")
+    size = attachment if attachment is not None else (rng.randint(5_000, 60_000) if i % 3 == 0 else 0)
+    if not size:
+        return (head + "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+                + body64).encode()
+    blob = base64.encodebytes(rng.randbytes(size)).decode().replace("\n", "\r\n")
+    return (head + 'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\n'
+            "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" + body64
+            + f'--b1\r\nContent-Type: application/pdf; name="{_enc("Công văn " + str(i) + ".pdf")}"\r\n'
+            "Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment\r\n\r\n" + blob + "--b1--\r\n"
+            ).encode()
+
+
+def small(i: int) -> bytes:
+    return (f"From: {_enc(NAMES[i % 6])} <u{i % 50}@phuyen.gov.vn>\r\nTo: vp@phuyen.gov.vn\r\n"
+            f"Subject: {_enc(SUBJECTS[i % 6].format(n=i, m=1 + i % 12))}\r\nMessage-ID: <s{i}@phuyen.gov.vn>\r\n"
+            f"Date: Mon, 05 Jan 2026 08:00:00 +0700\r\n\r\nNội dung thư số {i}.\r\n").encode()
+
+
+def write_config(base: Path) -> Path:
+    def port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return int(s.getsockname()[1])
+
+    etc = base / "etc"
+    etc.mkdir(parents=True)
+    (etc / "policy.yaml").write_text("quota:\n  default: 50GiB\n", encoding="utf-8")
+    listeners = "\n".join(f"  {n}: {{host: 127.0.0.1, port: {port()}" + (", tls: false" if n == "web" else "")
+                          + ("" if n in ("imap", "imaps", "web") else ", enabled: false") + "}"
+                          for n in ("smtp", "submission", "submissions", "imap", "imaps", "web"))
+    cfg = etc / "mailserver.yaml"
+    cfg.write_text(f"hostname: localhost\ndomains: [phuyen.gov.vn]\npaths:\n  data: ../data\nlisteners:\n{listeners}\n"
+                   "policy_file: policy.yaml\n", encoding="utf-8")
+    return cfg
+
+
+async def populate(cfg: Path, messages: int, big: int, idle_accounts: int) -> dict[str, Any]:
+    """Accounts and mail through the store's public API (fsync off: this is set-up, not measurement)."""
+    app = await App.open(loaded=load(cfg))
+    store = MailStore(app.settings.paths.mail_dir, app.policy, app.directory, fsync=False)
+    rng = random.Random(6)
+    out: dict[str, Any] = {}
+    try:
+        async def person(name: str) -> Any:
+            created = await app.directory.add_person(PersonRequest(name=name, unit=None, password=PASSWORD,
+                                                                   must_change=False), actor="bench")
+            await store.create_mailbox(created.account)
+            return created.account
+
+        sync_acc = await person("Người Đồng Bộ")
+        t = time.perf_counter()
+        big_uid = 0
+        for i in range(messages):
+            if i == messages // 2:
+                stored = await store.deliver(sync_acc, realistic(i, rng, attachment=760_000))
+                big_uid = stored.uid
+            else:
+                await store.deliver(sync_acc, realistic(i, rng))
+        out["fill_10k"] = time.perf_counter() - t
+        out["sync"] = (sync_acc.address, big_uid)
+        if big:
+            big_acc = await person("Người Nhiều Thư")
+            session = await store.session(big_acc)
+            await session.create_folder("Lưu trữ")
+            t = time.perf_counter()
+            for i in range(big):
+                await store.deliver(big_acc, small(i), folder="Lưu trữ")
+            out["fill_big"] = time.perf_counter() - t
+            out["big"] = big_acc.address
+        out["idle"] = [(await person(f"Người Chờ {i}")).address for i in range(idle_accounts)]
+    finally:
+        await store.close()
+        await app.close()
+    return out
+
+
+def median_ms(samples: list[float]) -> str:
+    return f"{statistics.median(samples) * 1000:8.1f} ms"
+
+
+class Server:
+    def __init__(self, cfg: Path) -> None:
+        env = {**os.environ}
+        env.pop("MAILSERVER_CONFIG", None)
+        self.proc = subprocess.Popen([sys.executable, "-m", "mailserver", "--config", str(cfg), "serve"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if "ready" in line:
+                break
+            if not line and self.proc.poll() is not None:
+                raise RuntimeError("server did not start")
+        loaded = load(cfg)
+        self.port = loaded.settings.listeners.imaps.port
+        self.ctx = ssl.create_default_context(cafile=str(loaded.settings.cert_path))
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def client(self) -> imaplib.IMAP4_SSL:
+        return imaplib.IMAP4_SSL("localhost", self.port, ssl_context=self.ctx, timeout=120)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def timed(fn: Any) -> float:
+    t = time.perf_counter()
+    typ, data = fn()
+    elapsed = time.perf_counter() - t
+    assert typ == "OK", data
+    return elapsed
+
+
+def measure(server: Server, data: dict[str, Any], runs: int) -> None:
+    addr, big_uid = data["sync"]
+    res: dict[str, list[float]] = {k: [] for k in ("noop", "login", "select", "first", "search", "body")}
+    for _ in range(runs):
+        c = server.client()
+        res["login"].append(timed(lambda c=c: c.login(addr, PASSWORD)))
+        res["noop"].append(timed(c.noop))
+        res["select"].append(timed(lambda c=c: c.select("INBOX")))
+        res["first"].append(timed(lambda c=c: c.uid("FETCH", "1:*", FIRST_SYNC)))
+        c.literal = "công văn".encode()
+        res["search"].append(timed(lambda c=c: c.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT")))
+        res["body"].append(timed(lambda c=c: c.uid("FETCH", str(big_uid), "(BODY.PEEK[])")))
+        c.logout()
+    n = data["messages"]
+    print(f"folder of {n:,} messages (imaplib over TLS, median of {runs}):")
+    print(f"  baseline NOOP round trip     {median_ms(res['noop'])}")
+    print(f"  LOGIN                        {median_ms(res['login'])}")
+    print(f"  SELECT                       {median_ms(res['select'])}")
+    print(f"  first-sync header fetch      {median_ms(res['first'])}   (target < 300 ms for 10k)")
+    print(f"  UID SEARCH SUBJECT (vi)      {median_ms(res['search'])}")
+    print(f"  UID FETCH n BODY[] (1 MB)    {median_ms(res['body'])}")
+    if "big" in data:
+        sel, flag = [], []
+        for _ in range(runs):
+            c = server.client()
+            c.login(data["big"], PASSWORD)
+            sel.append(timed(lambda c=c: c._simple_command("SELECT", '"L&AbA-u tr&Hu8-"')))
+            c.state = "SELECTED"
+            uid = str(random.randint(1, data["big_n"]))
+            flag.append(timed(lambda c=c, uid=uid: c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Flagged)")))
+            c.logout()
+        print(f"folder of {data['big_n']:,} messages:")
+        print(f"  SELECT                       {median_ms(sel)}   (target < 100 ms)")
+        print(f"  UID STORE +FLAGS (one)       {median_ms(flag)}")
+
+
+def idle_memory(server: Server, accounts: list[str], connections: int) -> None:
+    before = server.rss_mb()
+    socks: list[ssl.SSLSocket] = []
+
+    def open_one(i: int) -> ssl.SSLSocket:
+        raw = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+        s = server.ctx.wrap_socket(raw, server_hostname="localhost")
+        f = s.makefile("rb")
+        f.readline()
+        s.sendall(f"a LOGIN {accounts[i % len(accounts)]} {PASSWORD}\r\nb SELECT INBOX\r\nc IDLE\r\n".encode())
+        while not f.readline().startswith(b"+"):
+            pass
+        return s
+
+    t = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        socks = list(pool.map(open_one, range(connections)))
+    opened = time.perf_counter() - t
+    time.sleep(2)
+    after = server.rss_mb()
+    print(f"{connections:,} authenticated TLS connections in IDLE ({len(accounts)} accounts, opened in {opened:.1f} s):")
+    print(f"  server RSS before {before:6.1f} MB, with them {after:6.1f} MB "
+          f"({(after - before) * 1024 / connections:.1f} KiB each)   (target < 200 MB)")
+    for s in socks:
+        s.close()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=10_000)
+    ap.add_argument("--big", type=int, default=100_000, help="messages in the big folder (0: skip)")
+    ap.add_argument("--idle", type=int, default=1000, help="IDLE connections (0: skip)")
+    ap.add_argument("--idle-accounts", type=int, default=250)
+    ap.add_argument("--runs", type=int, default=5)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="imap-bench-") as tmp:
+        cfg = write_config(Path(tmp))
+        subprocess.run([sys.executable, "-m", "mailserver", "--config", str(cfg), "init"], check=True,
+                       capture_output=True, cwd=ROOT)
+        t = time.perf_counter()
+        data = asyncio.run(populate(cfg, args.messages, args.big, args.idle_accounts if args.idle else 0))
+        data["messages"], data["big_n"] = args.messages, args.big
+        print(f"set-up: {args.messages:,} + {args.big:,} messages in {time.perf_counter() - t:.0f} s")
+        server = Server(cfg)
+        try:
+            measure(server, data, args.runs)
+            if args.idle:
+                idle_memory(server, data["idle"], args.idle)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
