@@ -54,8 +54,11 @@ SUBJECTS = ["Công văn số {n}/UBND-VP về việc triển khai kế hoạch n
             "Thông báo lịch trực Tết Nguyên đán", "Quyết định phê duyệt dự toán ngân sách {n}",
             "Tờ trình đề nghị thẩm định hồ sơ số {n}"]
 NAMES = ["Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường", "Phạm Thị Dung", "Hoàng Văn Em", "Đặng Thị Giang"]
-WORDS = ("ủy ban nhân dân tỉnh phú yên đề nghị các sở ban ngành địa phương khẩn trương triển khai thực hiện "
-         "nội dung công văn báo cáo kết quả trước ngày quy định văn phòng tổng hợp").split()
+WORDS = (
+    "ủy", "ban", "nhân", "dân", "tỉnh", "phú", "yên", "đề", "nghị", "các", "sở", "ban", "ngành", "địa",
+    "phương", "khẩn", "trương", "triển", "khai", "thực", "hiện", "nội", "dung", "công", "văn", "báo",
+    "cáo", "kết", "quả", "trước", "ngày", "quy", "định", "văn", "phòng", "tổng", "hợp",
+)
 
 
 def _enc(text: str) -> str:
@@ -71,7 +74,8 @@ def realistic(i: int, rng: random.Random, attachment: int | None = None) -> byte
     body64 = base64.encodebytes(text.encode()).decode().replace("\n", "\r\n")
     head = (f"From: {_enc(name)} <user{i % 50}@phuyen.gov.vn>\r\nTo: {_enc('Văn phòng UBND')} <vp@phuyen.gov.vn>\r\n"
             f"Cc: ttcntttt@phuyen.gov.vn\r\nSubject: {_enc(subject)}\r\n"
-            f"Date: {when.strftime('%a, %d %b %Y %H:%M:%S +0700')}\r\nMessage-ID: <{i}.{rng.random()}@phuyen.gov.vn>\r\n"
+            f"Date: {when.strftime('%a, %d %b %Y %H:%M:%S +0700')}\r\n"
+            f"Message-ID: <{i}.{rng.random()}@phuyen.gov.vn>\r\n"
             "MIME-Version: 1.0\r\n")
     size = attachment if attachment is not None else (rng.randint(5_000, 60_000) if i % 3 == 0 else 0)
     if not size:
@@ -252,7 +256,8 @@ def idle_memory(server: Server, accounts: list[str], connections: int) -> None:
     opened = time.perf_counter() - t
     time.sleep(2)
     after = server.rss_mb()
-    print(f"{connections:,} authenticated TLS connections in IDLE ({len(accounts)} accounts, opened in {opened:.1f} s):")
+    print(f"{connections:,} authenticated TLS connections in IDLE "
+          f"({len(accounts)} accounts, opened in {opened:.1f} s):")
     print(f"  server RSS before {before:6.1f} MB, with them {after:6.1f} MB "
           f"({(after - before) * 1024 / connections:.1f} KiB each)   (target < 200 MB)")
     for s in socks:

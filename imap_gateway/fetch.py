@@ -25,13 +25,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from storage.mime import CACHED_HEADERS
-
 from imap_gateway import structure, wire
 from imap_gateway.commands import SELECTED, command
 from imap_gateway.parse import FetchAtt, Parser, Section, seqset_of
 from imap_gateway.responses import No
 from imap_gateway.structure import NoSuchPart
+from storage.mime import CACHED_HEADERS
 
 if TYPE_CHECKING:
     from imap_gateway.selected import Selected

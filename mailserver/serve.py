@@ -45,7 +45,7 @@ def imap_services(app: App) -> list[Service]:
     backend = ImapBackend(
         hostname=settings.hostname,
         auth=app.auth,
-        store=getattr(app, "store", None),
+        store=app.store,
         # RFC 7889: APPENDLIMIT equals the SMTP SIZE limit, so whatever submission
         # accepted can always be saved to Sent.
         append_limit=message_size_limit(app.policy.attachments),

@@ -152,6 +152,7 @@ def test_bodystructure_of_nested_multipart(nested, wire):
     bs = item(wire.ok("FETCH 1 BODYSTRUCTURE")[0], b"BODYSTRUCTURE")
     alternative, pdf, rfc822, subtype, params, disposition, language, location = bs
     assert subtype == "MIXED" and params == ["BOUNDARY", "outer"]
+    assert disposition is None and language is None and location is None
     plain, html, alt_sub = alternative[:3]
     assert alt_sub == "ALTERNATIVE"
     assert plain[:7] == ["TEXT", "PLAIN", ["CHARSET", "utf-8"], None, None, "QUOTED-PRINTABLE", 32]
