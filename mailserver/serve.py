@@ -22,6 +22,7 @@ from imap_gateway.server import ImapBackend, ImapServer
 from imap_gateway.tls import server_context
 from mailserver.app import App
 from mailserver.health import clamd_check, clamd_configured, disk_check, listener_check
+from mailserver.smtp_wiring import build_smtp_service
 from mailserver.web.service import WebService
 from policy.limits import message_size_limit
 from policy.settings import LISTENER_NAMES
@@ -65,6 +66,8 @@ def imap_services(app: App) -> list[Service]:
 def build_services(app: App) -> list[Service]:
     """The services this version provides, in start order."""
     services: list[Service] = []
+    if getattr(app, "store", None) is not None:
+        services.append(build_smtp_service(app))
     services += imap_services(app)
     services.append(WebService(app))
     return services

@@ -151,6 +151,35 @@ class AuthPolicy(Section):
     cache_ttl: Duration = CalendarDuration(seconds=60 * 60)
 
 
+class VirusPolicy(Section):
+    # Đ8.2.b: every message is scanned by clamd before it is accepted. When
+    # clamd cannot answer: "tempfail" (451 4.7.1, the sender retries, nothing
+    # is lost) or "accept" (fail-open: the message is accepted unscanned and
+    # the mail log says so).
+    on_scanner_error: Literal["tempfail", "accept"] = "tempfail"
+
+
+class DmarcPolicy(Section):
+    # A message failing DMARC whose domain publishes p=reject is refused
+    # (550 5.7.1) when true; otherwise it is delivered with the result recorded.
+    enforce_reject: bool = True
+    # p=quarantine failures are delivered into the Junk folder when true.
+    quarantine_to_junk: bool = True
+
+
+class SendingPolicy(Section):
+    # Đ6.2.b: a compromised account shows as a sudden burst of outbound mail.
+    # Per account, within `window`; an operator may grant a unit's clerk more
+    # (`mailserver account set-send-limit`).
+    window: Duration = CalendarDuration(seconds=3600)
+    messages_per_window: int = Field(default=100, ge=1)
+    recipients_per_window: int = Field(default=300, ge=1)
+    # A sustained burst: after this many messages refused for the limit within
+    # the window, the account's outbound mail is put on hold, audited and
+    # postmaster@ is told. Suspension stays an operator's decision.
+    hold_after_refusals: int = Field(default=20, ge=1)
+
+
 class Policy(Section):
     # All calendar rules are evaluated in this time zone.
     timezone: str = "Asia/Ho_Chi_Minh"
@@ -164,6 +193,9 @@ class Policy(Section):
     calendar: CalendarPolicy = CalendarPolicy()
     folders: FolderNames = FolderNames()
     auth: AuthPolicy = AuthPolicy()
+    virus: VirusPolicy = VirusPolicy()
+    dmarc: DmarcPolicy = DmarcPolicy()
+    sending: SendingPolicy = SendingPolicy()
 
     @field_validator("timezone")
     @classmethod

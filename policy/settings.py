@@ -102,6 +102,10 @@ class Paths(Section):
         """One Maildir++ tree per account: mail/<domain>/<local part>~<account id>/."""
         return self.data / "mail"
 
+    @property
+    def dkim_dir(self) -> Path:
+        return self.data / "dkim"
+
 
 class TLS(Section):
     # PEM files; default: the self-signed pair `mailserver init` writes into <data>/tls.
@@ -114,6 +118,8 @@ class Clamd(Section):
     socket: Path | None = Path("/run/clamav/clamd.ctl")
     host: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
+    # Seconds for one scan (connect, stream, verdict) before it counts as unreachable.
+    timeout: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="after")
     def _one_address(self) -> Clamd:
@@ -146,6 +152,44 @@ def _check_networks(v: list[str]) -> list[str]:
             raise ValueError(f'"{net}" is not an IP network') from e
     return v
 
+class Smtp(Section):
+    # Connections at once per listener, and from one client address.
+    max_connections: int = Field(default=200, ge=1)
+    max_connections_per_ip: int = Field(default=20, ge=1)
+    # Seconds a client may stay silent between commands (RFC 5321 §4.5.3.2.7: 5 minutes).
+    command_timeout: float = Field(default=300.0, gt=0)
+    # Seconds for the whole DATA transfer of one message (§4.5.3.2.6 asks 3 minutes per block).
+    data_timeout: float = Field(default=600.0, gt=0)
+    # RCPT TO per message (RFC 5321 §4.5.3.1.8 requires at least 100).
+    max_recipients: int = Field(default=100, ge=1)
+
+
+class Dns(Section):
+    # Resolver for SPF, DKIM and DMARC. Empty: the system's /etc/resolv.conf.
+    nameservers: list[str] = Field(default_factory=list)
+    port: int = Field(default=53, ge=1, le=65535)
+    # Seconds per lookup; a timeout only records "temperror", it never refuses mail.
+    timeout: float = Field(default=5.0, gt=0)
+
+    @field_validator("nameservers")
+    @classmethod
+    def _addresses(cls, v: list[str]) -> list[str]:
+        for ns in v:
+            try:
+                ipaddress.ip_address(ns)
+            except ValueError as e:
+                raise ValueError(f'"{ns}" is not an IP address') from e
+        return v
+
+
+class Dkim(Section):
+    # Submitted mail is signed with <keys>/<domain>/<selector>.rsa.pem (and
+    # .ed25519.pem when present); `mailserver dkim keygen` writes them.
+    selector: str = "mail"
+    # Default: <data>/dkim
+    keys: Path | None = None
+    ed25519: bool = False
+
 
 class Operators(Section):
     # Đ5.1: Sở TT&TT runs the directory. `init` creates this unit; its unit
@@ -162,6 +206,9 @@ class Settings(Section):
     tls: TLS = TLS()
     listeners: Listeners = Listeners()
     clamd: Clamd = Clamd()
+    smtp: Smtp = Smtp()
+    dns: Dns = Dns()
+    dkim: Dkim = Dkim()
     # The policy file (the regulation's numbers); null: built-in defaults.
     policy_file: Path | None = None
     # Offices behind one NAT address are not blocked per IP by the brute-force limiter.
@@ -200,6 +247,10 @@ class Settings(Section):
         return self.tls.key or self.paths.tls_dir / "key.pem"
 
     @property
+    def dkim_keys(self) -> Path:
+        return self.dkim.keys or self.paths.dkim_dir
+
+    @property
     def account_url(self) -> str:
         base = self.web_url
         if not base:
@@ -223,4 +274,5 @@ class Settings(Section):
         self.tls.cert = fix(self.tls.cert)
         self.tls.key = fix(self.tls.key)
         self.clamd.socket = fix(self.clamd.socket)
+        self.dkim.keys = fix(self.dkim.keys)
         self.policy_file = fix(self.policy_file)

@@ -695,6 +695,71 @@ class Directory:
     async def may_send_as(self, account: Account, address: str) -> bool:
         return address.strip().lower() in await self.sender_addresses(account)
 
+    # ------------------------------------------------------------------ outbound holds and send limits (Đ6.2.b)
+
+    async def hold_outbound(self, account: Account, reason: str, *, actor: str) -> bool:
+        """Put the account's outbound mail on hold; False when it already was (audited once)."""
+        async with self.db.transaction():
+            if await self.db.fetchone("SELECT 1 FROM outbound_holds WHERE account_id=?", (account.id,)):
+                return False
+            await self.db.execute(
+                "INSERT INTO outbound_holds (account_id, held_at, reason, actor) VALUES (?,?,?,?)",
+                (account.id, ts(self.clock()), reason, actor),
+            )
+            await self._audit(actor, "account.hold-outbound", account.address, after={"reason": reason},
+                              rule="Đ6.2.b")
+        return True
+
+    async def release_outbound(self, address: str, *, actor: str) -> Account:
+        acc = await self.require_account(address)
+        async with self.db.transaction():
+            row = await self.db.fetchone("SELECT reason FROM outbound_holds WHERE account_id=?", (acc.id,))
+            if row is None:
+                raise NotFound("address", f"{acc.address} has no outbound hold")
+            await self.db.execute("DELETE FROM outbound_holds WHERE account_id=?", (acc.id,))
+            await self._audit(actor, "account.release-outbound", acc.address, before={"reason": row["reason"]},
+                              rule="Đ6.2.b")
+        return acc
+
+    async def outbound_hold(self, account: Account) -> dict[str, Any] | None:
+        row = await self.db.fetchone("SELECT held_at, reason, actor FROM outbound_holds WHERE account_id=?",
+                                     (account.id,))
+        return dict(row) if row else None
+
+    async def set_send_limit(self, address: str, messages: int | None, recipients: int | None, *,
+                             actor: str) -> Account:
+        """Grant an account limits other than the policy's (None, None: back to the policy)."""
+        for name, v in (("messages", messages), ("recipients", recipients)):
+            if v is not None and v < 1:
+                raise ValidationFailed(name, f"{v} is not a positive number")
+        acc = await self.require_account(address)
+        async with self.db.transaction():
+            before = await self.db.fetchone(
+                "SELECT messages_per_window, recipients_per_window FROM send_limits WHERE account_id=?", (acc.id,)
+            )
+            await self.db.execute("DELETE FROM send_limits WHERE account_id=?", (acc.id,))
+            if messages is not None or recipients is not None:
+                await self.db.execute(
+                    "INSERT INTO send_limits (account_id, messages_per_window, recipients_per_window, set_at) "
+                    "VALUES (?,?,?,?)", (acc.id, messages, recipients, ts(self.clock())),
+                )
+            await self._audit(actor, "account.set-send-limit", acc.address,
+                              before=dict(before) if before else None,
+                              after={"messages_per_window": messages, "recipients_per_window": recipients},
+                              rule="Đ6.2.b")
+        return acc
+
+    async def send_limit(self, account: Account) -> tuple[int, int]:
+        """(messages, recipients) per policy window for this account: its grant, else the policy."""
+        rules = self.policy.sending
+        row = await self.db.fetchone(
+            "SELECT messages_per_window, recipients_per_window FROM send_limits WHERE account_id=?", (account.id,)
+        )
+        if row is None:
+            return rules.messages_per_window, rules.recipients_per_window
+        return (row["messages_per_window"] or rules.messages_per_window,
+                row["recipients_per_window"] or rules.recipients_per_window)
+
     # ------------------------------------------------------------------ aliases
 
     async def add_alias(self, address: str, target: str, *, actor: str) -> Alias:

@@ -1,0 +1,59 @@
+"""Build the SMTP service from the App (the composition root hands smtp/ everything it uses)."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime, formataddr, make_msgid
+
+from mailserver.app import App
+from policy.limits import message_size_limit
+from smtp.authn import SenderAuthenticator
+from smtp.clamd import ClamdClient
+from smtp.dns import Resolver
+from smtp.ratelimit import SendRateLimiter
+from smtp.service import SmtpService
+from smtp.services import Services
+from smtp.signing import DkimSigner
+from storage.maillog import MailLog
+
+
+def build_services(app: App) -> Services:
+    settings, policy = app.settings, app.policy
+    c = settings.clamd
+    resolver = Resolver(settings.dns.nameservers, settings.dns.port, settings.dns.timeout)
+    svc = Services(
+        settings=settings,
+        policy=policy,
+        directory=app.directory,
+        auth=app.auth,
+        store=app.store,  # type: ignore[attr-defined]
+        clamd=ClamdClient(socket=c.socket, host=c.host, port=c.port, timeout=c.timeout),
+        signer=DkimSigner(settings.dkim_keys, settings.dkim.selector, settings.dkim.ed25519),
+        rates=SendRateLimiter(policy.sending.window.approx_seconds, policy.sending.hold_after_refusals),
+        maillog=MailLog(settings.paths.log_dir, policy.tz),
+        size_limit=message_size_limit(policy.attachments),
+        clock=app.clock,
+        sender_auth=SenderAuthenticator(resolver),
+    )
+
+    async def notify_postmaster(subject: str, text: str) -> None:
+        target = await app.directory.postmaster_target()
+        if target is None:
+            return
+        m = EmailMessage(policy=SMTP)
+        m["From"] = formataddr(("Hệ thống thư điện tử công vụ", f"postmaster@{settings.primary_domain}"))
+        m["To"] = f"postmaster@{settings.primary_domain}"
+        m["Subject"] = subject
+        m["Date"] = format_datetime(app.clock())
+        m["Message-ID"] = make_msgid(domain=settings.hostname)
+        m["Auto-Submitted"] = "auto-generated"
+        m.set_content(text)
+        await app.store.deliver(target, m.as_bytes(), system=True)  # type: ignore[attr-defined]
+
+    svc.notify_postmaster = notify_postmaster
+    return svc
+
+
+def build_smtp_service(app: App) -> SmtpService:
+    return SmtpService(build_services(app))

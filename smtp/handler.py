@@ -1,0 +1,258 @@
+"""aiosmtpd hooks: run the checks, add trace headers, sign, deliver through the store, log every event.
+
+A message is acknowledged with 250 only after the store has it durably on
+disk (the store fsyncs the file and the directory before `deliver_many`
+returns); any failure before that is a 4xx the sender retries. When some
+recipients' quotas turn out too small after DATA, the others get the
+message and the sender gets a DSN (RFC 3464) naming the ones that did not.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from datetime import datetime
+from typing import Any
+
+from smtp import checks
+from smtp.addresses import domain_of
+from smtp.checks import Recipient, Step
+from smtp.dsn import Failure, build_dsn
+from smtp.headers import (
+    authentication_results,
+    header_value,
+    protocol_name,
+    received,
+    return_path,
+    split_message,
+    strip_forged,
+)
+from smtp.protocol import MailEnvelope, MailSession, MailSMTP
+from smtp.replies import Reply
+from smtp.services import Services
+from storage.auth import Outcome
+
+log = logging.getLogger("smtp.handler")
+
+_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ0123456789"
+
+
+def new_queue_id() -> str:
+    """Short, sortable by time, unique enough to find one message in the log."""
+    t = int(time.time() * 1000)
+    head = ""
+    while t:
+        t, r = divmod(t, len(_ALPHABET))
+        head = _ALPHABET[r] + head
+    return head + "".join(secrets.choice(_ALPHABET) for _ in range(6))
+
+
+class Handler:
+    def __init__(self, svc: Services) -> None:
+        self.svc = svc
+
+    # ------------------------------------------------------------------ logging
+
+    def _log(self, event: str, session: MailSession, envelope: MailEnvelope | None = None, **fields: Any) -> None:
+        account = session.account.address if session.account is not None else None
+        self.svc.maillog.event(
+            event,
+            queue_id=envelope.queue_id if envelope is not None and envelope.queue_id else None,
+            sender=envelope.mail_from if envelope is not None and envelope.mail_from is not None else None,
+            client_ip=session.client_ip or None,
+            account=account,
+            listener=session.listener,
+            **fields,
+        )
+
+    def _refused(self, session: MailSession, envelope: MailEnvelope, reply: Reply, stage: str, **fields: Any) -> str:
+        event = "deferred" if reply.temporary else "rejected"
+        self._log(event, session, envelope, stage=stage, code=f"{reply.code} {reply.enhanced}",
+                  reason=reply.text, result=event, **fields)
+        return str(reply)
+
+    # ------------------------------------------------------------------ connection, AUTH
+
+    async def handle_EHLO(self, server: MailSMTP, session: MailSession, envelope: MailEnvelope, hostname: str,
+                          responses: list[str]) -> list[str]:
+        if not getattr(session, "_logged_connect", False):
+            session._logged_connect = True  # type: ignore[attr-defined]
+            self._log("connect", session, helo=hostname, tls=session.tls_info)
+        return responses
+
+    async def authenticate(self, server: MailSMTP, mechanism: str, user: str, password: str) -> tuple[bool, str]:
+        """SMTP AUTH through the foundation's AuthService; outcomes map to RFC 4954 §6 replies."""
+        session: MailSession = server.session  # type: ignore[assignment]
+        result = await self.svc.auth.authenticate(user, password, client_ip=session.client_ip, protocol="smtp")
+        self.svc.maillog.event("auth", account=user.strip().lower(), client_ip=session.client_ip,
+                               listener=session.listener, mechanism=mechanism, result=result.outcome.value)
+        if result.ok:
+            session.account = result.account
+            return True, ""
+        if result.outcome == Outcome.blocked:
+            return False, f"421 4.7.0 {result.text}"
+        if result.outcome in (Outcome.suspended, Outcome.revoked):
+            return False, f"535 5.7.8 Login refused: {result.text}"
+        if result.outcome in (Outcome.must_change, Outcome.password_expired):
+            return False, f"535 5.7.8 Login refused: {result.text}"
+        return False, f"535 5.7.8 Authentication failed: {result.text}"
+
+    # ------------------------------------------------------------------ MAIL, RCPT
+
+    async def handle_MAIL(self, server: MailSMTP, session: MailSession, envelope: MailEnvelope, address: str,
+                          mail_options: list[str]) -> str:
+        envelope.queue_id = new_queue_id()
+        for opt in mail_options:
+            if opt.upper().startswith("SIZE="):
+                try:
+                    envelope.declared_size = int(opt[5:])
+                except ValueError:
+                    return "501 5.5.4 SIZE= needs a number"
+        st = Step(self.svc, session, envelope, address=address)
+        reply = await checks.run(checks.MAIL_CHECKS, st)
+        if reply is not None:
+            envelope.mail_from = address  # for the log line only
+            text = self._refused(session, envelope, reply, "mail", check=st.notes.get("check"))
+            envelope.mail_from = None
+            envelope.queue_id = ""
+            return text
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 Sender OK"
+
+    async def handle_RCPT(self, server: MailSMTP, session: MailSession, envelope: MailEnvelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        st = Step(self.svc, session, envelope, address=address)
+        reply = await checks.run(checks.RCPT_CHECKS, st)
+        if reply is not None:
+            return self._refused(session, envelope, reply, "rcpt", recipients=[address], check=st.notes.get("check"))
+        assert st.recipient is not None
+        envelope.rcpt_tos.append(st.recipient.address)
+        envelope.rcpt_options.extend(rcpt_options)
+        envelope.recipients.append(st.recipient)
+        return "250 2.1.5 Recipient OK"
+
+    # ------------------------------------------------------------------ DATA
+
+    async def handle_DATA(self, server: MailSMTP, session: MailSession, envelope: MailEnvelope) -> str:
+        content: bytes = envelope.content  # type: ignore[assignment]
+        st = Step(self.svc, session, envelope, content=content)
+        head, _ = split_message(content)
+        message_id = header_value(head, "Message-ID")
+        common = {"message_id": message_id, "recipients": list(envelope.rcpt_tos), "size": len(content)}
+        reply = await checks.run(checks.DATA_CHECKS, st)
+        if reply is not None:
+            if "virus" in st.notes:
+                self._log("virus", session, envelope, signature=st.notes["virus"], **common)
+            return self._refused(session, envelope, reply, "data", check=st.notes.get("check"), **common)
+        message = self._with_trace_headers(server, session, envelope, content, st)
+        if st.submission:
+            domain = domain_of(envelope.mail_from or "")
+            signature = await self.svc.signer.sign(message, domain)
+            message = signature + message
+        self._log("accepted", session, envelope, scan=st.notes.get("scan"), **common,
+                  auth=st.auth_results.header("").lstrip(";\r\n\t ") if st.auth_results else None)
+        return await self._deliver(session, envelope, message, st, common)
+
+    def _with_trace_headers(self, server: MailSMTP, session: MailSession, envelope: MailEnvelope, content: bytes,
+                            st: Step) -> bytes:
+        svc = self.svc
+        now: datetime = svc.clock()
+        if not st.submission:
+            content = strip_forged(content, svc.settings.hostname)
+        proto = protocol_name(session.extended_smtp, server.is_tls, session.account is not None,
+                              bool(envelope.smtp_utf8))
+        single = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
+        top = return_path(envelope.mail_from or "")
+        if st.auth_results is not None:
+            top += authentication_results(st.auth_results.header(svc.settings.hostname))
+        top += received(helo=session.host_name or "", client_ip=session.client_ip, hostname=svc.settings.hostname,
+                        protocol=proto, queue_id=envelope.queue_id, tls=session.tls_info, recipient=single,
+                        when=now.astimezone(svc.policy.tz))
+        return top + content
+
+    async def _deliver(self, session: MailSession, envelope: MailEnvelope, message: bytes, st: Step,
+                       common: dict[str, Any]) -> str:
+        svc = self.svc
+        folder = "INBOX"
+        r = st.auth_results
+        if (r is not None and r.dmarc == "fail" and r.dmarc_policy == "quarantine"
+                and svc.policy.dmarc.quarantine_to_junk):
+            folder = svc.policy.folders.junk
+        accounts = {a.id: a for rcpt in envelope.recipients for a in rcpt.accounts}
+        try:
+            results = await svc.store.deliver_many(list(accounts.values()), message, folder=folder)
+        except Exception as e:
+            log.exception("delivery of %s failed", envelope.queue_id)
+            reply = Reply(451, "4.3.0", f"Temporary failure storing the message ({e.__class__.__name__}); "
+                                        "please try again later")
+            return self._refused(session, envelope, reply, "deliver", **common)
+        failed: dict[int, Any] = {aid: res for aid, res in results.items() if isinstance(res, BaseException)}
+        delivered = [aid for aid in results if aid not in failed]
+        for aid in delivered:
+            self._log("delivered", session, envelope, message_id=common["message_id"],
+                      recipients=[accounts[aid].address], size=len(message), folder=folder, result="delivered")
+        if not delivered:
+            return self._all_failed(session, envelope, failed, accounts, common)
+        if st.submission:
+            svc.rates.record_sent(session.account.id, len(envelope.rcpt_tos))
+            await svc.directory.record_activity(session.account.id, "send")
+        if failed:
+            await self._bounce(session, envelope, message, failed, accounts, common)
+        return f"250 2.0.0 OK queued as {envelope.queue_id}"
+
+    def _failure_reply(self, account: Any, error: Any) -> Reply:
+        used, quota = getattr(error, "used", None), getattr(error, "quota", None)
+        if used is not None and quota is not None:
+            return checks.over_quota_reply(self.svc, account.address, used, quota)
+        return Reply(451, "4.3.0", f"Temporary failure storing the message for <{account.address}>")
+
+    def _all_failed(self, session: MailSession, envelope: MailEnvelope, failed: dict[int, Any],
+                    accounts: dict[int, Any], common: dict[str, Any]) -> str:
+        """Nobody got it: one reply tells the sender (no DSN needed)."""
+        replies = [self._failure_reply(accounts[aid], err) for aid, err in failed.items()]
+        reply = next((r for r in replies if r.temporary), replies[0])
+        return self._refused(session, envelope, reply, "deliver", **common)
+
+    async def _bounce(self, session: MailSession, envelope: MailEnvelope, message: bytes, failed: dict[int, Any],
+                      accounts: dict[int, Any], common: dict[str, Any]) -> None:
+        """Đ7.3.b after DATA: the sender learns by DSN which recipients did not get the message."""
+        svc = self.svc
+        failures = []
+        for aid, err in failed.items():
+            reply = self._failure_reply(accounts[aid], err)
+            failures.append(Failure(accounts[aid].address, reply.enhanced, f"smtp; {reply}"))
+            self._log("bounced", session, envelope, message_id=common["message_id"],
+                      recipients=[accounts[aid].address], code=f"{reply.code} {reply.enhanced}", reason=reply.text,
+                      result="bounced")
+        sender = envelope.mail_from or ""
+        if not sender:
+            return  # RFC 5321 §4.5.5: never bounce a bounce
+        head, _ = split_message(message)
+        now = svc.clock()
+        dsn = build_dsn(reporting_mta=svc.settings.hostname, sender=sender, failures=failures,
+                        original_headers=head, queue_id=envelope.queue_id,
+                        arrival=now, now=now, from_address=f"MAILER-DAEMON@{svc.settings.primary_domain}")
+        res = await svc.directory.resolve(sender)
+        if res is not None and res.accounts and not res.remote:
+            await svc.store.deliver_many(res.accounts, dsn, system=True)
+            self._log("dsn", session, envelope, recipients=[sender], result="delivered")
+            return
+        # A remote sender: the DSN needs the outbound queue (issue 7); until then it is kept for it.
+        path = svc.settings.paths.data / "outbound-pending" / f"{envelope.queue_id}.dsn.eml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(dsn)
+        self._log("dsn", session, envelope, recipients=[sender], result="pending-outbound-queue", file=str(path))
+
+    # ------------------------------------------------------------------ misc
+
+    async def handle_RSET(self, server: MailSMTP, session: MailSession, envelope: MailEnvelope) -> str:
+        return "250 2.0.0 OK"
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.exception("SMTP session error")
+        return "451 4.3.0 Internal error; please try again later"
+
+
+__all__ = ["Handler", "Recipient", "new_queue_id"]
