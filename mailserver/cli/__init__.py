@@ -19,8 +19,10 @@ from mailserver.cli import (
     audit,
     config_cmd,
     directory_cmd,
+    dkim_cmd,
     dns_cmd,
     init_cmd,
+    log_cmd,
     quota_cmd,
     reindex_cmd,
     serve_cmd,
@@ -31,7 +33,7 @@ from policy.errors import ConfigError, MailserverError
 from storage.directory import ImportFailed
 
 GROUPS = [init_cmd, config_cmd, serve_cmd, units, accounts, aliases, directory_cmd, audit, dns_cmd, quota_cmd,
-          reindex_cmd]
+          reindex_cmd, log_cmd, dkim_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -99,6 +99,17 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     ex.add_argument("--reason")
     ex.add_argument("--clear", action="store_true")
 
+    ho = cmd("hold", "hold an account's outbound mail (Đ6.2.b; it can still log in and read)", hold)
+    ho.add_argument("address")
+    ho.add_argument("--reason", required=True)
+    rl = cmd("release", "release an outbound hold (after a burst was checked, Đ6.2.b)", release)
+    rl.add_argument("address")
+    sl = cmd("set-send-limit", "grant a unit's clerk more messages/recipients per window (Đ6.2.b)", set_send_limit,
+             "Without --messages and --recipients the policy's limits (sending.*) apply again.")
+    sl.add_argument("address")
+    sl.add_argument("--messages", type=int, help="messages per sending.window")
+    sl.add_argument("--recipients", type=int, help="recipients per sending.window")
+
     im = cmd("import", "provision a whole unit from CSV, all rows or none",
              import_csv, "CSV columns: name, birth (YYYY-MM), unit, role (staff|leader), and optionally address, "
              "password, quota. Every row's result is reported; on any error nothing is imported.")
@@ -283,6 +294,29 @@ async def revoke_grant(ctx: Context, args: argparse.Namespace) -> int:
     await app.directory.revoke_grant(args.address, args.send_as, actor=ctx.actor)
     acc = await app.directory.require_account(args.address)
     return await _show_after(ctx, acc, f"{acc.address} may no longer send as {args.send_as}")
+
+
+async def hold(ctx: Context, args: argparse.Namespace) -> int:
+    app = await ctx.app()
+    acc = await app.directory.require_account(args.address)
+    if not await app.directory.hold_outbound(acc, args.reason, actor=ctx.actor):
+        raise ValidationFailed("address", f"{acc.address} is already on hold")
+    return await _show_after(ctx, acc, f"{acc.address}: outbound mail on hold; it can still log in and read (Đ6.2.b)")
+
+
+async def release(ctx: Context, args: argparse.Namespace) -> int:
+    app = await ctx.app()
+    acc = await app.directory.release_outbound(args.address, actor=ctx.actor)
+    return await _show_after(ctx, acc, f"{acc.address}: outbound hold released; it may send again")
+
+
+async def set_send_limit(ctx: Context, args: argparse.Namespace) -> int:
+    app = await ctx.app()
+    acc = await app.directory.set_send_limit(args.address, args.messages, args.recipients, actor=ctx.actor)
+    messages, recipients = await app.directory.send_limit(acc)
+    window = app.policy.sending.window
+    return await _show_after(ctx, acc, f"{acc.address} may send {messages} messages to {recipients} recipients "
+                                       f"per {window} (Đ6.2.b)")
 
 
 async def exempt(ctx: Context, args: argparse.Namespace) -> int:

@@ -1,0 +1,127 @@
+"""Fixtures for the SMTP tests: one real clamd per test session, a DNS server and a running server per test.
+
+Import them into a test module: `from tests.smtp_fixtures import clamd, dns, smtp_env  # noqa: F401`.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import pytest
+
+from mailserver.app import App
+from mailserver.smtp_wiring import build_services
+from mailserver.tlsgen import write_self_signed
+from policy.loader import load
+from smtp.service import SmtpService
+from storage.directory import PersonRequest
+from tests.helpers import free_port, write_config
+from tests.smtp_support import PASSWORD, Clamd, DnsServer, wait_port
+
+
+@pytest.fixture(scope="session")
+def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clamd]:
+    c = Clamd(tmp_path_factory.mktemp("clamd"))
+    c.start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def dns() -> Iterator[DnsServer]:
+    d = DnsServer()
+    yield d
+    d.stop()
+
+
+def client_tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class SmtpEnv:
+    def __init__(self, app: App, service: SmtpService, ports: dict[str, int], base: Path, dns: DnsServer) -> None:
+        self.app = app
+        self.service = service
+        self.svc = service.svc
+        self.ports = ports
+        self.base = base
+        self.dns = dns
+        self.config = base / "etc" / "mailserver.yaml"
+
+    async def person(self, name: str, **kw: Any) -> str:
+        created = await self.app.directory.add_person(
+            PersonRequest(name=name, unit=kw.pop("unit", None), password=PASSWORD, must_change=False, **kw),
+            actor="test",
+        )
+        return created.account.address
+
+    def client(self, listener: str = "smtp", **kw: Any) -> aiosmtplib.SMTP:
+        port = self.ports[listener]
+        opts: dict[str, Any] = {"hostname": "127.0.0.1", "port": port, "tls_context": client_tls(),
+                                "local_hostname": "client.example.net", "timeout": 30}
+        if listener == "submissions":
+            opts["use_tls"] = True
+        elif listener == "submission":
+            opts["start_tls"] = True
+        else:
+            opts["start_tls"] = False
+        opts.update(kw)
+        return aiosmtplib.SMTP(**opts)
+
+    async def login(self, address: str, listener: str = "submission") -> aiosmtplib.SMTP:
+        c = self.client(listener)
+        await c.connect()
+        await c.login(address, PASSWORD)
+        return c
+
+    async def inbox(self, address: str, folder: str = "INBOX") -> list[bytes]:
+        """Messages on disk in the recipient's Maildir folder (the files are the truth)."""
+        account = await self.app.directory.get_account(address)
+        assert account is not None
+        root = self.app.store.mailbox_path(account)  # type: ignore[attr-defined]
+        base = root if folder == "INBOX" else root / ("." + folder)
+        files = sorted([*(base / "new").glob("*"), *(base / "cur").glob("*")], key=lambda p: p.stat().st_mtime_ns)
+        return [p.read_bytes() for p in files]
+
+
+def message(sender: str, to: str, subject: str = "Giấy mời họp", body: str = "Kính gửi đồng chí.\r\n",
+            extra_headers: str = "") -> bytes:
+    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{abs(hash(subject + body))}@test>\r\n"
+            f"Date: Fri, 27 Nov 2026 09:00:00 +0700\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n{extra_headers}\r\n"
+            f"{body}").encode()
+
+
+@pytest.fixture
+async def smtp_env(tmp_path: Path, clamd: Clamd, dns: DnsServer, request: pytest.FixtureRequest) \
+        -> AsyncIterator[SmtpEnv]:
+    marker = request.node.get_closest_marker("smtp_config")
+    policy = marker.kwargs.get("policy", "") if marker else ""
+    extra = marker.kwargs.get("extra", "") if marker else ""
+    ports = {name: free_port() for name in ("smtp", "submission", "submissions")}
+    cfg = write_config(tmp_path, policy=policy, ports=ports, extra=(
+        f"clamd: {{socket: {clamd.socket}, timeout: 10}}\n"
+        f"dns: {{nameservers: [127.0.0.1], port: {dns.port}, timeout: 1}}\n" + extra
+    ))
+    loaded = load(cfg)
+    s = loaded.settings
+    write_self_signed(s.cert_path, s.key_path, s.hostname, s.domains)
+    app = await App.open(loaded=loaded)
+    await app.directory.ensure_operator_unit("Sở Thông tin và Truyền thông", None, actor="test")
+    service = SmtpService(build_services(app))
+    await service.start()
+    for p in ports.values():
+        await wait_port(p)
+    env = SmtpEnv(app, service, ports, tmp_path, dns)
+    try:
+        yield env
+    finally:
+        await service.stop()
+        await app.close()
