@@ -36,6 +36,8 @@ class SmtpService:
         self.handler = Handler(svc)
         self.servers: list[asyncio.AbstractServer] = []
         self.limits: dict[str, ConnectionLimits] = {}
+        # for /healthz (mailserver.serve): the listeners this service opens
+        self.listeners = tuple(n for n in NAMES if getattr(svc.settings.listeners, n).enabled)
 
     def _factory(self, listener: str, tls: ssl.SSLContext) -> Any:
         s = self.svc.settings.smtp
@@ -65,10 +67,8 @@ class SmtpService:
         tls = server_tls_context(str(settings.cert_path), str(settings.key_path))
         loop = asyncio.get_running_loop()
         where = []
-        for name in NAMES:
+        for name in self.listeners:
             listener: Listener = getattr(settings.listeners, name)
-            if not listener.enabled:
-                continue
             server = await loop.create_server(
                 self._factory(name, tls), host=listener.bind_host, port=listener.port,
                 ssl=tls if name == "submissions" else None, reuse_address=True,
