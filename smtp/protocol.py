@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import re
 import time
 from base64 import b64decode
 from collections import Counter
@@ -35,6 +36,7 @@ from smtp.replies import with_enhanced_code
 log = logging.getLogger("smtp.protocol")
 
 TERMINATOR = b"\r\n.\r\n"
+_TRAILING_DOT = re.compile(r"\s*<([^<>]*@[^<>]*[^.])\.>")
 READ_CHUNK = 256 * 1024
 
 
@@ -208,6 +210,14 @@ class MailSMTP(SMTP):
             await SMTP.push(self, f"250 {self.hostname}")
         finally:
             self._plain_replies = False
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        # A fully qualified domain with its trailing dot (`<user@phuyen.gov.vn.>`) is the same domain;
+        # aiosmtpd's parser calls it malformed, so drop that one dot before parsing.
+        m = _TRAILING_DOT.match(arg)
+        if m:
+            arg = arg[: m.end(1)] + arg[m.end(1) + 1 :]
+        return super()._getaddr(arg)
 
     # ------------------------------------------------------------------ AUTH (RFC 4954)
 

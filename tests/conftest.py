@@ -72,3 +72,7 @@ def imap(imap_server, imap_user):
         c.logout()
     except Exception:
         pass
+
+
+# SMTP: a real clamd per session, a DNS server and a running SMTP service per test (tests/smtp_fixtures.py)
+from tests.smtp_fixtures import clamd_daemon, dns, smtp_env  # noqa: E402, F401

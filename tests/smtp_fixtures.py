@@ -1,6 +1,6 @@
 """Fixtures for the SMTP tests: one real clamd per test session, a DNS server and a running server per test.
 
-Import them into a test module: `from tests.smtp_fixtures import clamd, dns, smtp_env  # noqa: F401`.
+They are registered in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tests.smtp_support import PASSWORD, Clamd, DnsServer, wait_port
 
 
 @pytest.fixture(scope="session")
-def clamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clamd]:
+def clamd_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clamd]:
     c = Clamd(tmp_path_factory.mktemp("clamd"))
     c.start()
     yield c
@@ -81,6 +81,11 @@ class SmtpEnv:
         await c.login(address, PASSWORD)
         return c
 
+    def log_events(self, **query: Any) -> list[dict[str, Any]]:
+        from storage.maillog import Query, search
+
+        return list(search(self.app.settings.paths.log_dir, Query(**query), self.app.policy.tz))
+
     async def inbox(self, address: str, folder: str = "INBOX") -> list[bytes]:
         """Messages on disk in the recipient's Maildir folder (the files are the truth)."""
         account = await self.app.directory.get_account(address)
@@ -100,14 +105,14 @@ def message(sender: str, to: str, subject: str = "Giấy mời họp", body: str
 
 
 @pytest.fixture
-async def smtp_env(tmp_path: Path, clamd: Clamd, dns: DnsServer, request: pytest.FixtureRequest) \
+async def smtp_env(tmp_path: Path, clamd_daemon: Clamd, dns: DnsServer, request: pytest.FixtureRequest) \
         -> AsyncIterator[SmtpEnv]:
     marker = request.node.get_closest_marker("smtp_config")
     policy = marker.kwargs.get("policy", "") if marker else ""
     extra = marker.kwargs.get("extra", "") if marker else ""
     ports = {name: free_port() for name in ("smtp", "submission", "submissions")}
     cfg = write_config(tmp_path, policy=policy, ports=ports, extra=(
-        f"clamd: {{socket: {clamd.socket}, timeout: 10}}\n"
+        f"clamd: {{socket: {clamd_daemon.socket}, timeout: 10}}\n"
         f"dns: {{nameservers: [127.0.0.1], port: {dns.port}, timeout: 1}}\n" + extra
     ))
     loaded = load(cfg)

@@ -7,7 +7,7 @@ import ssl
 
 import pytest
 
-from tests.smtp_fixtures import clamd, dns, message, smtp_env  # noqa: F401
+from tests.smtp_fixtures import message
 from tests.smtp_support import PASSWORD
 
 
@@ -49,7 +49,7 @@ async def raw_session(port: int, lines: list[bytes], *, tls: bool = False) -> li
 async def test_ehlo_advertises_pipelining_size_8bitmime_smtputf8_starttls_enhancedstatuscodes(smtp_env):
     c = smtp_env.client("smtp")
     await c.connect()
-    code, text = await c.ehlo()
+    code, _text = await c.ehlo()
     assert code == 250
     exts = c.esmtp_extensions
     for ext in ("pipelining", "size", "8bitmime", "smtputf8", "starttls", "enhancedstatuscodes"):
