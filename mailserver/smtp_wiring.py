@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
+from typing import Any
 
 from mailserver.app import App
 from policy.limits import message_size_limit
@@ -16,6 +18,30 @@ from smtp.service import SmtpService
 from smtp.services import Services
 from smtp.signing import DkimSigner
 from storage.maillog import MailLog
+from storage.metrics import ServerMetrics
+
+
+def metrics_observer(metrics: ServerMetrics) -> Callable[[dict[str, Any]], None]:
+    """Count mail-log events into the shared Prometheus metrics (labels from small fixed sets)."""
+
+    def observe(rec: dict[str, Any]) -> None:
+        event, listener = rec["event"], rec.get("listener") or "smtp"
+        if event == "connect":
+            metrics.connections.labels(listener=listener).inc()
+        elif event == "accepted":
+            metrics.messages_accepted.labels(listener=listener).inc()
+        elif event in ("rejected", "deferred"):
+            # the check's function name (smtp/checks.py) or the stage: a fixed, small set
+            reason = rec.get("check") or rec.get("stage") or "other"
+            metrics.messages_rejected.labels(listener=listener, reason=reason).inc()
+        elif event == "virus":
+            metrics.virus_found.labels(listener=listener).inc()
+        elif event == "delivered":
+            metrics.deliveries.labels(result="local").inc()
+        elif event == "bounced":
+            metrics.deliveries.labels(result="bounced").inc()
+
+    return observe
 
 
 def build_services(app: App) -> Services:
@@ -52,6 +78,7 @@ def build_services(app: App) -> Services:
         await app.store.deliver(target, m.as_bytes(), system=True)  # type: ignore[attr-defined]
 
     svc.notify_postmaster = notify_postmaster
+    svc.maillog.listeners.append(metrics_observer(app.metrics))
     return svc
 
 

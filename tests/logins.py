@@ -8,8 +8,8 @@ listener a running service opened), so this helper grows with the server:
 * a listener that is served but has no probe in `PROBES` fails the test,
   telling whoever added the listener to add its probe here;
 * IMAP: "imap" (STARTTLS, then LOGIN) and "imaps" (implicit TLS), with imaplib;
-* SMTP (issue 5): add probes for "submission" (STARTTLS then AUTH) and
-  "submissions" (implicit TLS), e.g. with smtplib; "smtp" (the MX) takes no logins.
+* SMTP: "submission" (STARTTLS then AUTH) and "submissions" (implicit TLS),
+  with smtplib; "smtp" (the MX) takes no logins.
 
 A probe is a plain function `(server, address, password) -> LoginAttempt`
 using a real client library (urllib, smtplib, imaplib ...). It must return
@@ -23,6 +23,7 @@ import http.cookiejar
 import imaplib
 import json
 import re
+import smtplib
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -109,10 +110,38 @@ def imap_probe(server: ServerProcess, address: str, password: str, *, implicit: 
             pass
 
 
+def smtp_probe(server: ServerProcess, address: str, password: str, *, implicit: bool) -> LoginAttempt:
+    """SMTP AUTH after STARTTLS (587) or on implicit TLS (465), as Outlook and Thunderbird do."""
+    name = "submissions" if implicit else "submission"
+    host, port = server.address(name)
+    ctx = server.tls_client_context()
+    try:
+        if implicit:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(host, port, context=ctx, timeout=30)
+        else:
+            client = smtplib.SMTP(host, port, timeout=30)
+            client.starttls(context=ctx)
+        client.ehlo("probe.example.net")
+    except (OSError, smtplib.SMTPException) as e:
+        return LoginAttempt(name, False, f"connection: {e}")
+    try:
+        code, text = client.login(address, password)
+        return LoginAttempt(name, code == 235, text.decode(errors="replace"))
+    except smtplib.SMTPException as e:
+        return LoginAttempt(name, False, str(e))
+    finally:
+        try:
+            client.quit()
+        except (OSError, smtplib.SMTPException):
+            pass
+
+
 PROBES: dict[str, Probe] = {
     "web": web_probe,
     "imap": lambda server, address, password: imap_probe(server, address, password, implicit=False),
     "imaps": lambda server, address, password: imap_probe(server, address, password, implicit=True),
+    "submission": lambda server, address, password: smtp_probe(server, address, password, implicit=False),
+    "submissions": lambda server, address, password: smtp_probe(server, address, password, implicit=True),
 }
 
 
