@@ -65,9 +65,7 @@ def imap_services(app: App) -> list[Service]:
 
 def build_services(app: App) -> list[Service]:
     """The services this version provides, in start order."""
-    services: list[Service] = []
-    if getattr(app, "store", None) is not None:
-        services.append(build_smtp_service(app))
+    services: list[Service] = [build_smtp_service(app)]
     services += imap_services(app)
     services.append(WebService(app))
     return services

@@ -53,7 +53,7 @@ def build_services(app: App) -> Services:
         policy=policy,
         directory=app.directory,
         auth=app.auth,
-        store=app.store,  # type: ignore[attr-defined]
+        store=app.store,
         clamd=ClamdClient(socket=c.socket, host=c.host, port=c.port, timeout=c.timeout),
         signer=DkimSigner(settings.dkim_keys, settings.dkim.selector, settings.dkim.ed25519),
         rates=SendRateLimiter(policy.sending.window.approx_seconds, policy.sending.hold_after_refusals),
@@ -75,7 +75,7 @@ def build_services(app: App) -> Services:
         m["Message-ID"] = make_msgid(domain=settings.hostname)
         m["Auto-Submitted"] = "auto-generated"
         m.set_content(text)
-        await app.store.deliver(target, m.as_bytes(), system=True)  # type: ignore[attr-defined]
+        await app.store.deliver(target, m.as_bytes(), system=True)
 
     svc.notify_postmaster = notify_postmaster
     svc.maillog.listeners.append(metrics_observer(app.metrics))

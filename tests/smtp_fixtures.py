@@ -90,7 +90,7 @@ class SmtpEnv:
         """Messages on disk in the recipient's Maildir folder (the files are the truth)."""
         account = await self.app.directory.get_account(address)
         assert account is not None
-        root = self.app.store.mailbox_path(account)  # type: ignore[attr-defined]
+        root = self.app.store.mailbox_path(account)
         base = root if folder == "INBOX" else root / ("." + folder)
         files = sorted([*(base / "new").glob("*"), *(base / "cur").glob("*")], key=lambda p: p.stat().st_mtime_ns)
         return [p.read_bytes() for p in files]
@@ -119,10 +119,6 @@ async def smtp_env(tmp_path: Path, clamd_daemon: Clamd, dns: DnsServer, request:
     s = loaded.settings
     write_self_signed(s.cert_path, s.key_path, s.hostname, s.domains)
     app = await App.open(loaded=loaded)
-    if getattr(app, "store", None) is None:  # TEMPORARY until the store (issue 4) is on main
-        from tests.store_double import StoreDouble
-
-        app.store = StoreDouble(s.paths.data / "mail", app.directory)  # type: ignore[attr-defined]
     await app.directory.ensure_operator_unit("Sở Thông tin và Truyền thông", None, actor="test")
     service = SmtpService(build_services(app))
     await service.start()
