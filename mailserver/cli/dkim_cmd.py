@@ -6,7 +6,6 @@ import argparse
 
 from mailserver.cli.common import Context, out, pairs
 from policy.errors import ValidationFailed
-from smtp.signing import keygen
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -34,6 +33,8 @@ async def run_keygen(ctx: Context, args: argparse.Namespace) -> int:
         raise ValidationFailed("selector", f'"{args.selector}" is not a DNS label')
     if args.type == "rsa" and args.bits < 1024:
         raise ValidationFailed("bits", "RSA keys shorter than 1024 bits are not accepted (RFC 8301)")
+    from smtp.signing import keygen  # dkimpy and PyNaCl load only for this command
+
     try:
         key = keygen(settings.dkim_keys, domain, args.selector, args.type, args.bits, args.force)
     except FileExistsError as e:

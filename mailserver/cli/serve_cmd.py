@@ -7,7 +7,6 @@ import logging
 
 from mailserver.cli.common import Context
 from mailserver.logsetup import setup_logging
-from mailserver.serve import serve
 from policy.errors import MailserverError
 
 
@@ -26,6 +25,9 @@ async def run(ctx: Context, args: argparse.Namespace) -> int:
     logging.getLogger("mailserver").info(
         "configuration: %s", ctx.loaded.config_file or "built-in defaults"
     )
+    # imported here: every protocol and the web stack load only for `serve`, not for each CLI command
+    from mailserver.serve import serve
+
     app = await ctx.app()
     await serve(app)
     return 0
