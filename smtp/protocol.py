@@ -170,14 +170,30 @@ class MailSMTP(SMTP):
 
     # ------------------------------------------------------------------ EHLO
 
-    async def smtp_EHLO(self, hostname: str) -> None:
+    async def _start_session(self, verb: str, hostname: str, extended: bool) -> bool:
+        """Common to EHLO and HELO (RFC 5321 §4.1.1.1): a name is required, the transaction resets."""
         if not hostname:
-            await self.push("501 5.5.4 Syntax: EHLO hostname")
-            return
+            await self.push(f"501 5.5.4 Syntax: {verb} hostname")
+            return False
         self._set_rset_state()
         assert self.session is not None
-        self.session.extended_smtp = True
+        self.session.extended_smtp = extended
+        # aiosmtpd's MAIL needs host_name; a custom EHLO must set it itself (COMPONENTS.md)
         self.session.host_name = hostname
+        return True
+
+    async def _push_plain(self, lines: list[str]) -> None:
+        """EHLO/HELO reply lines: no enhanced codes there (RFC 2034 §3)."""
+        self._plain_replies = True
+        try:
+            for n, line in enumerate(lines):
+                await SMTP.push(self, f"250{'-' if n < len(lines) - 1 else ' '}{line}")
+        finally:
+            self._plain_replies = False
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        if not await self._start_session("EHLO", hostname, True):
+            return
         lines = [self.hostname, "PIPELINING", f"SIZE {self.size_limit}", "8BITMIME"]
         self.command_size_limits["MAIL"] = max(self.command_size_limits["MAIL"], 512 + 26 + 10 + 16)
         if self.enable_SMTPUTF8:
@@ -190,26 +206,11 @@ class MailSMTP(SMTP):
         status = await self._call_handler_hook("EHLO", hostname, lines)
         if status is not MISSING and status is not None:
             lines = status
-        self._plain_replies = True
-        try:
-            for n, line in enumerate(lines):
-                await SMTP.push(self, f"250{'-' if n < len(lines) - 1 else ' '}{line}")
-        finally:
-            self._plain_replies = False
+        await self._push_plain(lines)
 
     async def smtp_HELO(self, hostname: str) -> None:
-        if not hostname:
-            await self.push("501 5.5.4 Syntax: HELO hostname")
-            return
-        self._set_rset_state()
-        assert self.session is not None
-        self.session.extended_smtp = False
-        self.session.host_name = hostname
-        self._plain_replies = True
-        try:
-            await SMTP.push(self, f"250 {self.hostname}")
-        finally:
-            self._plain_replies = False
+        if await self._start_session("HELO", hostname, False):
+            await self._push_plain([self.hostname])
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         # A fully qualified domain with its trailing dot (`<user@phuyen.gov.vn.>`) is the same domain;

@@ -27,6 +27,11 @@ async def send_mx(env, sender: str, rcpt: str, msg: bytes) -> None:
         await c.quit()
 
 
+def publish(env, domain: str, spf: str, dmarc: str) -> None:
+    env.dns.zone.txt[domain] = [spf]
+    env.dns.zone.txt[f"_dmarc.{domain}"] = [dmarc]
+
+
 def auth_results(delivered: bytes) -> str:
     head = delivered.split(b"\r\n\r\n", 1)[0].decode()
     start = head.index("Authentication-Results:")
@@ -52,9 +57,7 @@ async def test_spf_dkim_dmarc_pass_recorded_in_authentication_results(smtp_env, 
 
 async def test_dmarc_reject_failure_is_refused_when_policy_enforces(smtp_env):
     a = await smtp_env.person("Nguyễn Văn An")
-    z = smtp_env.dns.zone
-    z.txt["bank.example"] = ["v=spf1 ip4:192.0.2.0/24 -all"]  # not us
-    z.txt["_dmarc.bank.example"] = ["v=DMARC1; p=reject"]
+    publish(smtp_env, "bank.example", "v=spf1 ip4:192.0.2.0/24 -all", "v=DMARC1; p=reject")  # not us
     with pytest.raises(aiosmtplib.SMTPDataError) as e:
         await send_mx(smtp_env, "support@bank.example", a, message("support@bank.example", a))
     assert e.value.code == 550 and e.value.message.startswith("5.7.1") and "DMARC" in e.value.message
@@ -64,9 +67,7 @@ async def test_dmarc_reject_failure_is_refused_when_policy_enforces(smtp_env):
 @pytest.mark.smtp_config(policy="dmarc:\n  enforce_reject: false\n")
 async def test_dmarc_reject_failure_is_delivered_and_recorded_when_policy_does_not_enforce(smtp_env):
     a = await smtp_env.person("Nguyễn Văn An")
-    z = smtp_env.dns.zone
-    z.txt["bank.example"] = ["v=spf1 ip4:192.0.2.0/24 -all"]
-    z.txt["_dmarc.bank.example"] = ["v=DMARC1; p=reject"]
+    publish(smtp_env, "bank.example", "v=spf1 ip4:192.0.2.0/24 -all", "v=DMARC1; p=reject")
     await send_mx(smtp_env, "support@bank.example", a, message("support@bank.example", a))
     (msg,) = await smtp_env.inbox(a)
     ar = auth_results(msg)
@@ -75,9 +76,7 @@ async def test_dmarc_reject_failure_is_delivered_and_recorded_when_policy_does_n
 
 async def test_dmarc_quarantine_failure_goes_to_junk(smtp_env):
     a = await smtp_env.person("Nguyễn Văn An")
-    z = smtp_env.dns.zone
-    z.txt["shop.example"] = ["v=spf1 -all"]
-    z.txt["_dmarc.shop.example"] = ["v=DMARC1; p=quarantine"]
+    publish(smtp_env, "shop.example", "v=spf1 -all", "v=DMARC1; p=quarantine")
     await send_mx(smtp_env, "news@shop.example", a, message("news@shop.example", a))
     assert await smtp_env.inbox(a) == []
     (msg,) = await smtp_env.inbox(a, folder="Junk")

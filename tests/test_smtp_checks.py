@@ -30,6 +30,15 @@ async def rcpt_reply(env, address: str, listener: str = "smtp", sender: str = "b
     return resp.code, resp.message
 
 
+async def login_refusal(env, address: str) -> aiosmtplib.SMTPAuthenticationError:
+    c = env.client("submission")
+    await c.connect()
+    with pytest.raises(aiosmtplib.SMTPAuthenticationError) as e:
+        await c.login(address, PASSWORD)
+    c.close()
+    return e.value
+
+
 # ---------------------------------------------------------------- relaying
 
 
@@ -103,11 +112,8 @@ async def test_d6_1_suspended_mailbox_still_receives_but_cannot_log_in(smtp_env)
     await c.sendmail("ban@example.org", [a], message("ban@example.org", a))
     await c.quit()
     assert len(await smtp_env.inbox(a)) == 1
-    c = smtp_env.client("submission")
-    await c.connect()
-    with pytest.raises(aiosmtplib.SMTPAuthenticationError) as e:
-        await c.login(a, PASSWORD)
-    assert e.value.code == 535 and "suspended" in e.value.message
+    refusal = await login_refusal(smtp_env, a)
+    assert refusal.code == 535 and "suspended" in refusal.message
 
 
 async def test_d5_3_b_send_locked_account_logs_in_but_mail_from_is_550_5_7_1(smtp_env):
@@ -133,11 +139,8 @@ async def test_d5_3_b_revoked_address_is_unknown(smtp_env):
 async def test_d6_3_c_must_change_password_cannot_authenticate_and_is_told_where(smtp_env):
     a = await smtp_env.person("Nguyễn Văn An")
     await smtp_env.app.directory.set_password(a, PASSWORD, must_change=True, actor="test")
-    c = smtp_env.client("submission")
-    await c.connect()
-    with pytest.raises(aiosmtplib.SMTPAuthenticationError) as e:
-        await c.login(a, PASSWORD)
-    assert e.value.code == 535 and "/account" in e.value.message
+    refusal = await login_refusal(smtp_env, a)
+    assert refusal.code == 535 and "/account" in refusal.message
 
 
 # ---------------------------------------------------------------- sender identity
