@@ -37,18 +37,24 @@ class Verdict:
 class ClamdClient:
     def __init__(self, *, socket: Path | None = None, host: str | None = None, port: int | None = None,
                  timeout: float = 30.0) -> None:
-        if socket is None and (host is None or port is None):
-            raise ValueError("clamd needs a unix socket or host and port")
+        # Neither configured: every scan fails, so mail is refused with 451 (fail closed) unless the
+        # policy says fail-open. The server still starts (the web pages and IMAP do not need clamd).
         self.socket = socket
         self.host = host
         self.port = port
         self.timeout = timeout
 
     @property
+    def configured(self) -> bool:
+        return self.socket is not None or (self.host is not None and self.port is not None)
+
+    @property
     def address(self) -> str:
         return str(self.socket) if self.socket else f"{self.host}:{self.port}"
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if not self.configured:
+            raise ConnectionRefusedError("clamd is not configured (clamd.socket, or clamd.host and clamd.port)")
         if self.socket is not None:
             return await asyncio.open_unix_connection(str(self.socket))
         return await asyncio.open_connection(self.host, self.port)

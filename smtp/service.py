@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from typing import Any
 
@@ -19,6 +20,7 @@ from smtp.protocol import ConnectionLimits, MailSMTP
 from smtp.services import Services
 
 NAMES = ("smtp", "submission", "submissions")
+log = logging.getLogger("smtp.service")
 
 
 def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
@@ -64,6 +66,9 @@ class SmtpService:
 
     async def start(self) -> list[str]:
         settings = self.svc.settings
+        if not self.svc.clamd.configured:
+            log.warning("clamd is not configured: every message is refused with 451 4.7.1 (Đ8.2.b) "
+                        "unless policy virus.on_scanner_error is accept")
         tls = server_tls_context(str(settings.cert_path), str(settings.key_path))
         loop = asyncio.get_running_loop()
         where = []
