@@ -300,7 +300,7 @@ async def dmarc(st: Step) -> Reply | None:
         return None
     head, _ = split_message(st.content)
     st.auth_results = await st.svc.sender_auth.check(
-        st.content, head, client_ip=st.session.client_ip, mail_from=st.envelope.mail_from or "",
+        st.content, head, client_ip=st.session.client_ip, mail_from=st.envelope.sender,
         helo=st.session.host_name or "",
     )
     r = st.auth_results

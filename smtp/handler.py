@@ -109,7 +109,7 @@ class Handler:
                     envelope.declared_size = int(opt[5:])
                 except ValueError:
                     return "501 5.5.4 SIZE= needs a number"
-        st = Step(self.svc, session, envelope, address=address)
+        st = Step(self.svc, session, envelope, address="" if address == "<>" else address)
         reply = await checks.run(checks.MAIL_CHECKS, st)
         if reply is not None:
             envelope.mail_from = address  # for the log line only
@@ -148,7 +148,7 @@ class Handler:
             return self._refused(session, envelope, reply, "data", check=st.notes.get("check"), **common)
         message = self._with_trace_headers(server, session, envelope, content, st)
         if st.submission:
-            domain = domain_of(envelope.mail_from or "")
+            domain = domain_of(envelope.sender)
             signature = await self.svc.signer.sign(message, domain)
             message = signature + message
         self._log("accepted", session, envelope, scan=st.notes.get("scan"), **common,
@@ -164,7 +164,7 @@ class Handler:
         proto = protocol_name(session.extended_smtp, server.is_tls, session.account is not None,
                               bool(envelope.smtp_utf8))
         single = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
-        top = return_path(envelope.mail_from or "")
+        top = return_path(envelope.sender)
         if st.auth_results is not None:
             top += authentication_results(st.auth_results.header(svc.settings.hostname))
         top += received(helo=session.host_name or "", client_ip=session.client_ip, hostname=svc.settings.hostname,
@@ -226,7 +226,7 @@ class Handler:
             self._log("bounced", session, envelope, message_id=common["message_id"],
                       recipients=[accounts[aid].address], code=f"{reply.code} {reply.enhanced}", reason=reply.text,
                       result="bounced")
-        sender = envelope.mail_from or ""
+        sender = envelope.sender
         if not sender:
             return  # RFC 5321 §4.5.5: never bounce a bounce
         head, _ = split_message(message)

@@ -60,6 +60,12 @@ class MailEnvelope(Envelope):
         self.recipients: list[Any] = []  # smtp.checks.Recipient, parallel to rcpt_tos
         self.data_started = 0.0
 
+    @property
+    def sender(self) -> str:
+        """The reverse-path without brackets; "" for the null sender of bounces (RFC 5321 §4.5.5).
+        aiosmtpd keeps `mail_from` as "<>" for it (an empty value would mean "no MAIL yet")."""
+        return "" if self.mail_from in (None, "<>") else str(self.mail_from)
+
 
 AuthFunc = Callable[["MailSMTP", str, str, str], Awaitable[tuple[bool, str]]]
 

@@ -125,3 +125,14 @@ async def test_received_and_return_path_headers(smtp_env):
     assert head.startswith("Return-Path: <ban@nodns.example>\r\n")
     assert "Received: from client.example.net ([127.0.0.1])" in head
     assert "by mail.phuyen.gov.vn with ESMTP id " in head and f"for <{a}>;" in head
+
+
+async def test_null_sender_bounce_is_accepted_with_an_empty_return_path(smtp_env):
+    """RFC 5321 §4.5.5: DSNs come from <>; they must be delivered, with Return-Path: <>."""
+    a = await smtp_env.person("Nguyễn Văn An")
+    c = smtp_env.client()
+    await c.connect()
+    await c.sendmail("", [a], message("MAILER-DAEMON@example.org", a, subject="Undelivered"))
+    await c.quit()
+    (msg,) = await smtp_env.inbox(a)
+    assert msg.startswith(b"Return-Path: <>\r\n")
