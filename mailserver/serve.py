@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from typing import Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from imap_gateway.server import ImapBackend, ImapServer
 from imap_gateway.tls import server_context
@@ -26,6 +27,7 @@ from mailserver.smtp_wiring import build_smtp_service
 from mailserver.web.service import WebService
 from policy.limits import message_size_limit
 from policy.settings import LISTENER_NAMES
+from storage.metrics import ServerMetrics
 
 log = logging.getLogger("mailserver.serve")
 
@@ -38,6 +40,18 @@ class Service(Protocol):
     async def start(self) -> list[str]: ...
 
     async def stop(self) -> None: ...
+
+
+def imap_session_gauge(metrics: ServerMetrics) -> Callable[[str, Any], None]:
+    """`mailserver_imap_sessions`: up at LOGIN/AUTHENTICATE, down when that session ends, however it ends."""
+
+    def observe(event: str, session: Any) -> None:
+        if event == "login":
+            metrics.imap_sessions.inc()
+        elif event == "logout":
+            metrics.imap_sessions.dec()
+
+    return observe
 
 
 def imap_services(app: App) -> list[Service]:
@@ -54,6 +68,7 @@ def imap_services(app: App) -> list[Service]:
         ssl_context=server_context(settings.cert_path, settings.key_path),
         timezone=app.policy.tz,
     )
+    backend.observers.append(imap_session_gauge(app.metrics))
     services: list[Service] = []
     for name, implicit in (("imap", False), ("imaps", True)):
         listener = getattr(settings.listeners, name)

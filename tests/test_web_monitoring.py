@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import imaplib
 import json
+import time
 import urllib.error
 from pathlib import Path
 
@@ -87,6 +89,32 @@ def test_metrics_count_logins_by_protocol_and_outcome(tmp_path):
                        "mailserver_imap_sessions", "mailserver_login_failures", "mailserver_job_runs",
                        "mailserver_password_changes", "process_resident_memory_bytes"):
             assert metric in names, metric
+
+
+def metric_samples(server: ServerProcess) -> dict[tuple[str, tuple], float]:
+    status, _, body = get(server, "/metrics")
+    assert status == 200
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(body) for s in family.samples}
+
+
+def test_imap_sessions_gauge_follows_logins_and_disconnects(tmp_path):
+    with serve(tmp_path, "clamd: {socket: null}\n") as server:
+        acc = json.loads(cli(server.config, "account", "add", "--name", "Huỳnh Văn Giang", "--unit", "stttt",
+                             "--password-stdin", "--json", input="Matkhau@123\n", check=True).stdout)
+        host, port = server.address("imaps")
+        first = imaplib.IMAP4_SSL(host, port, ssl_context=server.tls_client_context())
+        second = imaplib.IMAP4_SSL(host, port, ssl_context=server.tls_client_context())
+        first.login(acc["address"], "Matkhau@123")
+        second.login(acc["address"], "Matkhau@123")
+        assert metric_samples(server)[("mailserver_imap_sessions", ())] == 2
+        assert metric_samples(server)[("mailserver_logins_total", (("protocol", "imap"),))] == 2
+        first.logout()
+        second.shutdown()  # a client that just goes away (no LOGOUT) is counted out too
+        deadline = time.monotonic() + 10
+        while metric_samples(server)[("mailserver_imap_sessions", ())] != 0:
+            assert time.monotonic() < deadline, "the IMAP session gauge did not drop to 0"
+            time.sleep(0.1)
 
 
 def test_monitoring_answers_only_the_allowed_networks(tmp_path):
