@@ -16,16 +16,12 @@ provider can set. Comments keep the output a valid zone-file fragment.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 from dataclasses import dataclass
-from pathlib import Path
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from mailserver.endpoints import CLIENT_LISTENERS
 from policy.settings import Settings
+from smtp.signing import GeneratedKey, quoted_txt
 
 TTL = 3600
 # RFC 8314 §5.1: implicit TLS is preferred, so it gets the lower (better) SRV priority.
@@ -46,40 +42,8 @@ class Record:
         return {"name": self.name, "ttl": TTL, "type": self.type, "value": self.value, "why": self.why}
 
 
-@dataclass(frozen=True)
-class DkimKey:
-    selector: str
-    algorithm: str  # "rsa" or "ed25519"
-    public_key: str  # base64, as the p= tag carries it
-
-
 def fqdn(name: str) -> str:
     return name.rstrip(".") + "."
-
-
-def txt(value: str) -> str:
-    """A TXT value in quoted strings of at most 255 bytes each (RFC 1035 §3.3.14): DKIM keys are longer."""
-    chunks = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]
-    return " ".join(f'"{c}"' for c in chunks)
-
-
-def dkim_keys(keys_dir: Path, domain: str) -> list[DkimKey]:
-    """Public halves of the keys `mailserver dkim keygen` wrote as <keys>/<domain>/<selector>.<alg>.pem."""
-    folder = keys_dir / domain
-    found = []
-    for pem in sorted(folder.glob("*.pem")) if folder.is_dir() else []:
-        selector, _, algorithm = pem.name[: -len(".pem")].partition(".")
-        key = serialization.load_pem_private_key(pem.read_bytes(), password=None)
-        if isinstance(key, rsa.RSAPrivateKey):
-            der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                                serialization.PublicFormat.SubjectPublicKeyInfo)
-            found.append(DkimKey(selector, "rsa", base64.b64encode(der).decode()))
-        elif isinstance(key, ed25519.Ed25519PrivateKey):  # RFC 8463: the raw 32-byte key
-            raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-            found.append(DkimKey(selector, "ed25519", base64.b64encode(raw).decode()))
-        else:
-            raise ValueError(f"{pem}: not an RSA or Ed25519 key ({algorithm or 'unknown'})")
-    return found
 
 
 def listener_addresses(settings: Settings) -> list[str]:
@@ -96,7 +60,7 @@ def listener_addresses(settings: Settings) -> list[str]:
 
 
 def mail_records(settings: Settings, domain: str, *, ipv4: list[str], ipv6: list[str],
-                 dkim: list[DkimKey]) -> tuple[list[Record], list[str]]:
+                 dkim: list[GeneratedKey]) -> tuple[list[Record], list[str]]:
     """(records, comment lines for what the operator must still do)."""
     host = fqdn(settings.hostname)
     zone = fqdn(domain)
@@ -114,18 +78,17 @@ def mail_records(settings: Settings, domain: str, *, ipv4: list[str], ipv6: list
         notes.append("PTR: ask the network provider to point the reverse DNS of "
                      f"{', '.join(addresses)} to {host} (many receivers refuse mail without it)")
 
-    records.append(Record(zone, "TXT", txt("v=spf1 mx -all"),
+    records.append(Record(zone, "TXT", quoted_txt("v=spf1 mx -all"),
                           f"SPF: only the MX host sends mail for @{domain}; everything else fails"))
-    if dkim:
-        for key in dkim:
-            records.append(Record(f"{key.selector}._domainkey.{zone}", "TXT",
-                                  txt(f"v=DKIM1; k={key.algorithm}; p={key.public_key}"),
-                                  f"DKIM public key ({key.algorithm}, selector {key.selector})"))
-    else:
+    for key in dkim:
+        active = " (signing now)" if key.selector == settings.dkim.selector else ""
+        records.append(Record(fqdn(key.record_name), "TXT", quoted_txt(key.record),
+                              f"DKIM public key, {key.algorithm}, selector {key.selector}{active}"))
+    if not dkim:
         notes.append(f"DKIM: no key for {domain} yet; run `mailserver dkim keygen --domain {domain} "
-                     "--selector mail`, then run this command again to print the DKIM record")
+                     f"--selector {settings.dkim.selector}`, then run this command again to print the DKIM record")
     records.append(Record(f"_dmarc.{zone}", "TXT",
-                          txt(f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}"),
+                          quoted_txt(f"v=DMARC1; p=quarantine; rua=mailto:postmaster@{domain}"),
                           "DMARC: mail failing SPF and DKIM goes to spam; daily reports to postmaster@"))
 
     for name in ("autoconfig", "autodiscover"):

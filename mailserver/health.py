@@ -2,8 +2,9 @@
 
 Each part of the server that can fail independently gets one named check:
 every listener a running service opened (connect to it, as a client would),
-clamd when one is configured (`zPING`), free space in the data folder, and,
-when the outbound queue exists, its size. The registry lives on the App so
+clamd when one is configured (`zPING`, through the SMTP checks' own
+client), free space in the data folder, and, when the outbound queue
+exists, its size. The registry lives on the App so
 that services built later (the queue, the scheduler) add their own checks
 in `mailserver.serve.build_services` without the web code knowing them.
 
@@ -21,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from policy.settings import Clamd, Listener
+from policy.settings import Listener
 from policy.units import format_size
+from smtp.clamd import ClamdClient
 
 CHECK_TIMEOUT = 3.0  # seconds; orchestrators usually give a probe 5 to 10
 
@@ -103,35 +105,14 @@ def disk_check(path: Path, min_free: int) -> Check:
     return check
 
 
-async def clamd_ping(clamd: Clamd) -> bool:
-    """clamd's own liveness command: `zPING\\0` is answered `PONG\\0`."""
-    if clamd.socket is not None:
-        reader, writer = await asyncio.open_unix_connection(str(clamd.socket))
-    else:
-        assert clamd.host is not None and clamd.port is not None
-        reader, writer = await asyncio.open_connection(clamd.host, clamd.port)
-    try:
-        writer.write(b"zPING\0")
-        await writer.drain()
-        answer = await reader.readuntil(b"\0")
-    finally:
-        writer.close()
-    return answer == b"PONG\0"
-
-
-def clamd_check(clamd: Clamd) -> Check:
-    """Đ8.2.b: without clamd no message can be scanned, so no message can be accepted."""
-    where = str(clamd.socket) if clamd.socket is not None else f"{clamd.host}:{clamd.port}"
+def clamd_check(clamd: ClamdClient) -> Check:
+    """Đ8.2.b: without clamd no message can be scanned, so no message can be accepted (`zPING`)."""
 
     async def check() -> CheckResult:
-        try:
-            ok = await clamd_ping(clamd)
-        except (OSError, asyncio.IncompleteReadError) as e:
-            return CheckResult(False, {"address": where, "error": getattr(e, "strerror", None) or str(e)})
-        return CheckResult(ok, {"address": where} if ok else {"address": where, "error": "no PONG"})
+        if await clamd.ping():
+            return CheckResult(True, {"address": clamd.address})
+        return CheckResult(False, {"address": clamd.address, "error": "no PONG: clamd is down or unreachable"})
 
     return check
 
 
-def clamd_configured(clamd: Clamd) -> bool:
-    return clamd.socket is not None or clamd.host is not None

@@ -22,8 +22,8 @@ from typing import Any, Protocol
 from imap_gateway.server import ImapBackend, ImapServer
 from imap_gateway.tls import server_context
 from mailserver.app import App
-from mailserver.health import clamd_check, clamd_configured, disk_check, listener_check
-from mailserver.smtp_wiring import build_smtp_service
+from mailserver.health import clamd_check, disk_check, listener_check
+from mailserver.smtp_wiring import build_smtp_service, clamd_client
 from mailserver.web.service import WebService
 from policy.limits import message_size_limit
 from policy.settings import LISTENER_NAMES
@@ -90,8 +90,9 @@ def register_health_checks(app: App) -> None:
     """Checks that do not belong to one service: disk space, and clamd when configured (Đ8.2.b)."""
     settings = app.settings
     app.health.add("disk", disk_check(settings.paths.data, settings.monitoring.min_free_disk))
-    if clamd_configured(settings.clamd):
-        app.health.add("clamd", clamd_check(settings.clamd))
+    clamd = clamd_client(settings)
+    if clamd.configured:
+        app.health.add("clamd", clamd_check(clamd))
 
 
 def served_listeners(service: Service) -> tuple[str, ...]:

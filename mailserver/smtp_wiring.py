@@ -10,6 +10,7 @@ from typing import Any
 
 from mailserver.app import App
 from policy.limits import message_size_limit
+from policy.settings import Settings
 from smtp.authn import SenderAuthenticator
 from smtp.clamd import ClamdClient
 from smtp.dns import Resolver
@@ -44,9 +45,14 @@ def metrics_observer(metrics: ServerMetrics) -> Callable[[dict[str, Any]], None]
     return observe
 
 
+def clamd_client(settings: Settings) -> ClamdClient:
+    """The one way to reach clamd: the SMTP checks scan through it, /healthz pings through it."""
+    c = settings.clamd
+    return ClamdClient(socket=c.socket, host=c.host, port=c.port, timeout=c.timeout)
+
+
 def build_services(app: App) -> Services:
     settings, policy = app.settings, app.policy
-    c = settings.clamd
     resolver = Resolver(settings.dns.nameservers, settings.dns.port, settings.dns.timeout)
     svc = Services(
         settings=settings,
@@ -54,7 +60,7 @@ def build_services(app: App) -> Services:
         directory=app.directory,
         auth=app.auth,
         store=app.store,
-        clamd=ClamdClient(socket=c.socket, host=c.host, port=c.port, timeout=c.timeout),
+        clamd=clamd_client(settings),
         signer=DkimSigner(settings.dkim_keys, settings.dkim.selector, settings.dkim.ed25519),
         rates=SendRateLimiter(policy.sending.window.approx_seconds, policy.sending.hold_after_refusals),
         maillog=MailLog(settings.paths.log_dir, policy.tz),

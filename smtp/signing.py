@@ -43,16 +43,57 @@ def key_paths(keys: Path, domain: str, selector: str) -> tuple[Path, Path]:
     return folder / f"{selector}.rsa.pem", folder / f"{selector}.ed25519.key"
 
 
+def quoted_txt(value: str) -> str:
+    """A TXT value as quoted strings of at most 255 bytes each (RFC 1035 §3.3.14): DKIM keys are longer."""
+    chunks = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]
+    return " ".join(f'"{c}"' for c in chunks)
+
+
 @dataclass(frozen=True)
 class GeneratedKey:
     path: Path
     record_name: str
     record: str  # the TXT value, unsplit
 
+    @property
+    def algorithm(self) -> str:
+        return "ed25519" if self.path.name.endswith(".ed25519.key") else "rsa"
+
+    @property
+    def selector(self) -> str:
+        return self.record_name.split("._domainkey.", 1)[0]
+
     def zone_line(self) -> str:
-        """The record in zone-file form with 255-byte strings (RFC 1035 §3.3.14 limit)."""
-        chunks = [self.record[i : i + 255] for i in range(0, len(self.record), 255)]
-        return f'{self.record_name}. IN TXT ( ' + " ".join(f'"{c}"' for c in chunks) + " )"
+        """The record in zone-file form."""
+        return f"{self.record_name}. IN TXT ( {quoted_txt(self.record)} )"
+
+
+def _rsa_record(key: rsa.RSAPrivateKey) -> str:
+    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return f"v=DKIM1; k=rsa; h=sha256; p={base64.b64encode(der).decode()}"
+
+
+def _ed25519_record(sk: nacl.signing.SigningKey) -> str:
+    return f"v=DKIM1; k=ed25519; p={sk.verify_key.encode(encoder=nacl.encoding.Base64Encoder).decode()}"
+
+
+def published_keys(keys: Path, domain: str) -> list[GeneratedKey]:
+    """The record to publish for every key `keygen` wrote for the domain (`mailserver dns records`)."""
+    folder = keys / domain
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.glob("*.rsa.pem")):
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError(f"{path} is not an RSA private key")
+        selector = path.name[: -len(".rsa.pem")]
+        found.append(GeneratedKey(path, f"{selector}._domainkey.{domain}", _rsa_record(key)))
+    for path in sorted(folder.glob("*.ed25519.key")):
+        sk = nacl.signing.SigningKey(path.read_bytes().strip(), encoder=nacl.encoding.Base64Encoder)
+        selector = path.name[: -len(".ed25519.key")]
+        found.append(GeneratedKey(path, f"{selector}._domainkey.{domain}", _ed25519_record(sk)))
+    return found
 
 
 def _write_private(path: Path, data: bytes, *, force: bool) -> None:
@@ -75,14 +116,11 @@ def keygen(keys: Path, domain: str, selector: str, algorithm: str = "rsa", bits:
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                                 serialization.NoEncryption())
         _write_private(rsa_path, pem, force=force)
-        der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                            serialization.PublicFormat.SubjectPublicKeyInfo)
-        return GeneratedKey(rsa_path, name, f"v=DKIM1; k=rsa; h=sha256; p={base64.b64encode(der).decode()}")
+        return GeneratedKey(rsa_path, name, _rsa_record(key))
     if algorithm == "ed25519":
         sk = nacl.signing.SigningKey.generate()
         _write_private(ed_path, sk.encode(encoder=nacl.encoding.Base64Encoder), force=force)
-        pub = sk.verify_key.encode(encoder=nacl.encoding.Base64Encoder).decode()
-        return GeneratedKey(ed_path, name, f"v=DKIM1; k=ed25519; p={pub}")
+        return GeneratedKey(ed_path, name, _ed25519_record(sk))
     raise ValueError(f'"{algorithm}" is not a DKIM key type (rsa or ed25519)')
 
 

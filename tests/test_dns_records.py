@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
+import json
 
 import dkim
 import dns.rdatatype
 import dns.zone
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from policy.loader import load
 from tests.helpers import cli, cli_json, write_config
@@ -74,22 +72,18 @@ def test_autodiscover_srv_is_published_with_the_tls_web_port(tmp_path):
     assert rdatas(zone, "_autodiscover._tcp.phuyen.gov.vn.", "SRV") == [f"0 1 {port} mail.phuyen.gov.vn."]
 
 
-def test_dkim_records_from_generated_keys_verify_real_signatures(tmp_path):
-    """A DKIM record is only right if a signature made with the private key verifies against it."""
+def test_dkim_records_of_the_generated_keys_verify_real_signatures(tmp_path):
+    """A DKIM record is only right if a signature made with the key `dkim keygen` wrote verifies against it."""
     cfg = write_config(tmp_path)
-    folder = tmp_path / "data" / "dkim" / "phuyen.gov.vn"
-    folder.mkdir(parents=True)
-    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ed_key = ed25519.Ed25519PrivateKey.generate()
-    pem = serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    (folder / "mail.rsa.pem").write_bytes(rsa_key.private_bytes(*pem))
-    (folder / "ed.ed25519.pem").write_bytes(ed_key.private_bytes(*pem))
+    cli(cfg, "dkim", "keygen", "--domain", "phuyen.gov.vn", "--selector", "mail", check=True)
+    cli(cfg, "dkim", "keygen", "--domain", "phuyen.gov.vn", "--selector", "ed", "--type", "ed25519", check=True)
     proc = cli(cfg, "dns", "records", check=True)
     assert "TODO DKIM" not in proc.stdout
+    assert "selector mail (signing now)" in proc.stdout  # dkim.selector defaults to "mail"
     zone = zone_of(proc.stdout)
     rsa_txt = txt_values(zone, "mail._domainkey.phuyen.gov.vn.")
     ed_txt = txt_values(zone, "ed._domainkey.phuyen.gov.vn.")
-    assert rsa_txt[0].startswith("v=DKIM1; k=rsa; p=") and ed_txt[0].startswith("v=DKIM1; k=ed25519; p=")
+    assert rsa_txt[0].startswith("v=DKIM1; k=rsa;") and ed_txt[0].startswith("v=DKIM1; k=ed25519; p=")
     assert max(len(s) for r in zone.get_rdataset("mail._domainkey.phuyen.gov.vn.", "TXT") for s in r.strings) <= 255
 
     message = "From: a@phuyen.gov.vn\r\nTo: b@example.org\r\nSubject: Thư thử\r\n\r\nXin chào\r\n".encode()
@@ -99,13 +93,16 @@ def test_dkim_records_from_generated_keys_verify_real_signatures(tmp_path):
     def dnsfunc(name, timeout=5):
         return records.get(name if name.endswith(b".") else name + b".", b"")
 
-    # dkimpy takes RSA keys as PEM and Ed25519 keys as the base64 of the raw 32-byte seed
-    ed_seed = base64.b64encode(ed_key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                                                    serialization.NoEncryption()))
-    for selector, alg, secret in ((b"mail", b"rsa-sha256", rsa_key.private_bytes(*pem)),
-                                  (b"ed", b"ed25519-sha256", ed_seed)):
+    keys = load(cfg).settings.dkim_keys / "phuyen.gov.vn"
+    for selector, alg, secret in ((b"mail", b"rsa-sha256", (keys / "mail.rsa.pem").read_bytes()),
+                                  (b"ed", b"ed25519-sha256", (keys / "ed.ed25519.key").read_bytes().strip())):
         signature = dkim.sign(message, selector, b"phuyen.gov.vn", secret, signature_algorithm=alg)
         assert dkim.verify(signature + message, dnsfunc=dnsfunc)
+    # the same record `dkim keygen` printed when it wrote the key
+    again = cli(cfg, "dkim", "keygen", "--domain", "phuyen.gov.vn", "--selector", "third", "--json", check=True)
+    printed = json.loads(again.stdout)["record"]
+    assert txt_values(zone_of(cli(cfg, "dns", "records", check=True).stdout),
+                      "third._domainkey.phuyen.gov.vn.") == [printed]
 
 
 def test_json_and_refusals(tmp_path):

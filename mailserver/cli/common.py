@@ -97,6 +97,14 @@ def parse_moment(text: str, tz: Any, field_name: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=tz)
 
 
+def served_domain(domains: Sequence[str], text: str | None, field_name: str = "domain") -> str:
+    """A domain named on the command line, which must be one this server serves (None: the primary)."""
+    domain = (text or domains[0]).strip().rstrip(".").lower()
+    if domain not in domains:
+        raise ValidationFailed(field_name, f'"{domain}" is not a domain this server serves ({", ".join(domains)})')
+    return domain
+
+
 def parse_day(text: str, field_name: str) -> date:
     try:
         return date.fromisoformat(text)

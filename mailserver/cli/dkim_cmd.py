@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from mailserver.cli.common import Context, out, pairs
+from mailserver.cli.common import Context, out, pairs, served_domain
 from policy.errors import ValidationFailed
 
 
@@ -25,10 +25,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 async def run_keygen(ctx: Context, args: argparse.Namespace) -> int:
     settings = ctx.loaded.settings
-    domain = args.domain.strip().lower().rstrip(".")
-    if domain not in settings.domains:
-        served = ", ".join(settings.domains)
-        raise ValidationFailed("domain", f'"{domain}" is not a domain this server serves ({served})')
+    domain = served_domain(settings.domains, args.domain)
     if not args.selector.replace("-", "").replace(".", "").isalnum():
         raise ValidationFailed("selector", f'"{args.selector}" is not a DNS label')
     if args.type == "rsa" and args.bits < 1024:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 
-from mailserver.cli.common import Context, out
-from mailserver.dnsrecords import dkim_keys, mail_records, zone_text
+from mailserver.cli.common import Context, out, served_domain
 from policy.errors import ValidationFailed
 
 
@@ -41,16 +40,16 @@ def _addresses(values: list[str], version: int, field: str) -> list[str]:
 
 
 async def records(ctx: Context, args: argparse.Namespace) -> int:
+    # Loaded here: the DKIM code pulls in dkimpy and PyNaCl, which other commands do not need.
+    from mailserver.dnsrecords import mail_records, zone_text
+    from smtp.signing import published_keys
+
     settings = ctx.loaded.settings  # no database needed: records follow the configuration
-    domain = (args.domain or settings.primary_domain).strip().rstrip(".").lower()
-    if domain not in settings.domains:
-        raise ValidationFailed("domain", f'"{domain}" is not a domain this server serves '
-                                         f"({', '.join(settings.domains)})")
+    domain = served_domain(settings.domains, args.domain)
     ipv4 = _addresses(args.ipv4, 4, "ipv4")
     ipv6 = _addresses(args.ipv6, 6, "ipv6")
-    # `mailserver dkim keygen` (the SMTP service) writes <data>/dkim/<domain>/<selector>.<alg>.pem
     recs, notes = mail_records(settings, domain, ipv4=ipv4, ipv6=ipv6,
-                               dkim=dkim_keys(settings.paths.data / "dkim", domain))
+                               dkim=published_keys(settings.dkim_keys, domain))
     out(ctx, {"domain": domain, "records": [r.public() for r in recs], "todo": notes},
         lambda: zone_text(domain, recs, notes).rstrip("\n"))
     return 0
