@@ -29,6 +29,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from tests.server import ServerProcess
 
@@ -41,6 +42,7 @@ class LoginAttempt:
 
 
 Probe = Callable[[ServerProcess, str, str], LoginAttempt]
+C = TypeVar("C")
 
 # Listeners that never take a password (the MX accepts mail from anyone, without AUTH).
 NO_LOGIN = frozenset({"smtp"})
@@ -85,29 +87,43 @@ def web_probe(server: ServerProcess, address: str, password: str) -> LoginAttemp
     return LoginAttempt("web", ok, url)
 
 
+def tls_session_probe(name: str, connect: Callable[[], C], login: Callable[[C], tuple[bool, str]],
+                      close: Callable[[C], object], errors: tuple[type[Exception], ...]) -> LoginAttempt:
+    """Connect (TLS), log in, close: a refused login or a failed connection is ok=False, never an exception."""
+    try:
+        client = connect()
+    except (OSError, *errors) as e:
+        return LoginAttempt(name, False, f"connection: {e}")
+    try:
+        ok, detail = login(client)
+        return LoginAttempt(name, ok, detail)
+    except errors as e:
+        return LoginAttempt(name, False, str(e))
+    finally:
+        try:
+            close(client)
+        except (OSError, *errors):
+            pass
+
+
 def imap_probe(server: ServerProcess, address: str, password: str, *, implicit: bool) -> LoginAttempt:
     """LOGIN after STARTTLS (143) or on implicit TLS (993), verifying the server's certificate."""
     name = "imaps" if implicit else "imap"
     host, port = server.address(name)
     ctx = server.tls_client_context()
-    try:
+
+    def connect() -> imaplib.IMAP4:
         if implicit:
-            client: imaplib.IMAP4 = imaplib.IMAP4_SSL(host, port, ssl_context=ctx, timeout=30)
-        else:
-            client = imaplib.IMAP4(host, port, timeout=30)
-            client.starttls(ssl_context=ctx)
-    except (OSError, imaplib.IMAP4.error) as e:
-        return LoginAttempt(name, False, f"connection: {e}")
-    try:
+            return imaplib.IMAP4_SSL(host, port, ssl_context=ctx, timeout=30)
+        client = imaplib.IMAP4(host, port, timeout=30)
+        client.starttls(ssl_context=ctx)
+        return client
+
+    def login(client: imaplib.IMAP4) -> tuple[bool, str]:
         typ, data = client.login(address, password)
-        return LoginAttempt(name, typ == "OK", repr(data))
-    except imaplib.IMAP4.error as e:
-        return LoginAttempt(name, False, str(e))
-    finally:
-        try:
-            client.logout()
-        except (OSError, imaplib.IMAP4.error):
-            pass
+        return typ == "OK", repr(data)
+
+    return tls_session_probe(name, connect, login, lambda c: c.logout(), (imaplib.IMAP4.error,))
 
 
 def smtp_probe(server: ServerProcess, address: str, password: str, *, implicit: bool) -> LoginAttempt:
@@ -115,25 +131,21 @@ def smtp_probe(server: ServerProcess, address: str, password: str, *, implicit: 
     name = "submissions" if implicit else "submission"
     host, port = server.address(name)
     ctx = server.tls_client_context()
-    try:
+
+    def connect() -> smtplib.SMTP:
         if implicit:
             client: smtplib.SMTP = smtplib.SMTP_SSL(host, port, context=ctx, timeout=30)
         else:
             client = smtplib.SMTP(host, port, timeout=30)
             client.starttls(context=ctx)
         client.ehlo("probe.example.net")
-    except (OSError, smtplib.SMTPException) as e:
-        return LoginAttempt(name, False, f"connection: {e}")
-    try:
+        return client
+
+    def login(client: smtplib.SMTP) -> tuple[bool, str]:
         code, text = client.login(address, password)
-        return LoginAttempt(name, code == 235, text.decode(errors="replace"))
-    except smtplib.SMTPException as e:
-        return LoginAttempt(name, False, str(e))
-    finally:
-        try:
-            client.quit()
-        except (OSError, smtplib.SMTPException):
-            pass
+        return code == 235, text.decode(errors="replace")
+
+    return tls_session_probe(name, connect, login, lambda c: c.quit(), (smtplib.SMTPException,))
 
 
 PROBES: dict[str, Probe] = {
