@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from policy.units import parse_size  # noqa: E402
 from tests.clamd import Clamd  # noqa: E402
 from tests.helpers import cli, free_port, write_config  # noqa: E402
+from tests.smtp_support import DnsServer  # noqa: E402
 
 PASSWORD = "Matkhau@123"
 
@@ -84,6 +85,43 @@ async def one_run(port: int, rcpts: list[str], sessions: int, messages: int, siz
     return counter[0] / dt, counter[0] * size / dt / 1e6
 
 
+def serve_bare(port: int, folder: Path) -> None:
+    """The baseline of COMPONENTS.md: stock aiosmtpd (line-by-line DATA), a handler that writes each
+    message into a Maildir with fsync of file and folder, no checks, no clamd."""
+    from aiosmtpd.smtp import SMTP
+
+    new, tmp = folder / "new", folder / "tmp"
+    new.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir(parents=True, exist_ok=True)
+    counter = [0]
+
+    def write(data: bytes) -> None:
+        counter[0] += 1
+        name = f"{time.time_ns()}.{counter[0]}"
+        with open(tmp / name, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp / name, new / name)
+        fd = os.open(new, os.O_RDONLY)
+        os.fsync(fd)
+        os.close(fd)
+
+    class Handler:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            await asyncio.to_thread(write, envelope.original_content)  # type: ignore[attr-defined]
+            return "250 OK"
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            lambda: SMTP(Handler(), hostname="bench", data_size_limit=64 * 1024 * 1024), "127.0.0.1", port)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(run())
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sessions", type=int, default=20)
@@ -92,7 +130,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--recipients", type=int, default=20)
     ap.add_argument("--profile", help="write a cProfile of the server process here")
+    ap.add_argument("--baseline", action="store_true",
+                    help="measure the bare aiosmtpd + fsync baseline (COMPONENTS.md) instead of the server")
+    ap.add_argument("--serve-bare", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.serve_bare:
+        serve_bare(int(args.serve_bare[0]), Path(args.serve_bare[1]))
+        return
     size = parse_size(args.size)
 
     with tempfile.TemporaryDirectory(prefix="smtp-bench-") as tmp:
@@ -101,10 +145,15 @@ def main() -> None:
         (base / "clamd").mkdir()
         clamd.start()
         port = free_port()
+        # The MX checks SPF, DKIM and DMARC of every message: answer them from loopback as a local
+        # caching resolver would (an SPF pass for the sending domain, a DMARC record).
+        dns = DnsServer()
+        dns.zone.txt["example.org"] = ["v=spf1 ip4:127.0.0.0/8 -all"]
+        dns.zone.txt["_dmarc.example.org"] = ["v=DMARC1; p=none"]
         # generous quotas and limits: the bench measures ingest, not refusals
         cfg = write_config(base, ports={"smtp": port}, policy="quota:\n  default: 200GiB\n",
                            extra=f"clamd: {{socket: {clamd.socket}}}\ndns: {{nameservers: [127.0.0.1], port: "
-                                 f"{free_port()}, timeout: 0.2}}\n"
+                                 f"{dns.port}, timeout: 2}}\n"
                                  "smtp: {max_connections: 1000, max_connections_per_ip: 1000}\n")
         cli(cfg, "init", check=True)
         rcpts = []
@@ -119,7 +168,10 @@ def main() -> None:
         cmd = [sys.executable]
         if args.profile:
             cmd += ["-m", "cProfile", "-o", args.profile]
-        cmd += ["-m", "mailserver", "--config", str(cfg), "serve", "--log-level", "WARNING"]
+        if args.baseline:
+            cmd += [__file__, "--serve-bare", str(port), str(base / "bare")]
+        else:
+            cmd += ["-m", "mailserver", "--config", str(cfg), "serve", "--log-level", "WARNING"]
         server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 30
@@ -138,7 +190,8 @@ def main() -> None:
                 print(f"run {n + 1}: {mps:8.1f} messages/s  {mbps:7.1f} MB/s", flush=True)
             print(f"median: {statistics.median(r[0] for r in results):8.1f} messages/s  "
                   f"{statistics.median(r[1] for r in results):7.1f} MB/s  "
-                  f"({args.sessions} sessions, {args.messages} × {args.size}, clamd on, fsync on)")
+                  f"({args.sessions} sessions, {args.messages} × {args.size}, "
+                  + ("bare aiosmtpd + fsync baseline)" if args.baseline else "clamd on, fsync on)"))
         finally:
             server.send_signal(signal.SIGINT)
             try:
@@ -146,6 +199,7 @@ def main() -> None:
             except subprocess.TimeoutExpired:
                 server.kill()
             clamd.stop()
+            dns.stop()
 
 
 if __name__ == "__main__":

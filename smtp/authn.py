@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import re
+import time
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 
@@ -157,14 +158,17 @@ def header_from_domains(header_block: bytes) -> list[str]:
     return domains
 
 
-def _check_sync(message: bytes, client_ip: str, mail_from: str, helo: str) -> tuple[str, list[DkimResult]]:
-    """SPF and DKIM in the worker thread."""
-    bridge = _bridge.get()
+def _spf_sync(client_ip: str, mail_from: str, helo: str) -> str:
     sender = mail_from or f"postmaster@{helo}"
     try:
-        spf_result, _expl = spf.check2(i=client_ip, s=sender, h=helo or "unknown", timeout=20)
+        result, _expl = spf.check2(i=client_ip, s=sender, h=helo or "unknown", timeout=20)
     except Exception:  # pyspf raises on malformed input it cannot classify
-        spf_result = "permerror"
+        result = "permerror"
+    return result
+
+
+def _dkim_sync(message: bytes) -> list[DkimResult]:
+    bridge = _bridge.get()
     results: list[DkimResult] = []
     d = dkim.DKIM(message, minkey=1024, timeout=5)
     signatures = [v for n, v in d.headers if n.lower() == b"dkim-signature"]
@@ -190,7 +194,16 @@ def _check_sync(message: bytes, client_ip: str, mail_from: str, helo: str) -> tu
             results.append(DkimResult("temperror", domain, selector))
         except Exception:  # DKIMException, and nacl's ValueError for a malformed ed25519 signature
             results.append(DkimResult("permerror", domain, selector))
-    return spf_result, results
+    return results
+
+
+def _check_sync(message: bytes | None, spf_args: tuple[str, str, str] | None) -> tuple[str | None, list[DkimResult]]:
+    """SPF and DKIM in the worker thread (either may be skipped)."""
+    spf_result = _spf_sync(*spf_args) if spf_args is not None else None
+    return spf_result, _dkim_sync(message) if message is not None else []
+
+
+SPF_CACHE_SECONDS = 60.0
 
 
 class SenderAuthenticator:
@@ -198,6 +211,9 @@ class SenderAuthenticator:
 
     def __init__(self, resolver: Resolver) -> None:
         self.resolver = resolver
+        # (client ip, sender, helo) → (expiry, result): a sender's server delivering many messages in a
+        # row is checked once a minute, not once per message (its DNS answers are cached anyway).
+        self._spf: dict[tuple[str, str, str], tuple[float, str]] = {}
 
     async def _dmarc_record(self, domain: str) -> tuple[DmarcRecord | None, bool]:
         """(record, found at the organizational domain rather than the domain itself) — §6.6.3."""
@@ -214,12 +230,28 @@ class SenderAuthenticator:
                     helo: str) -> Results:
         res = Results()
         res.spf_domain = mail_from.rpartition("@")[2].lower() if mail_from else helo.lower()
-        bridge = ThreadBridge(self.resolver, asyncio.get_running_loop())
-        token = _bridge.set(bridge)
-        try:
-            res.spf, res.dkim = await asyncio.to_thread(_check_sync, message, client_ip, mail_from, helo)
-        finally:
-            _bridge.reset(token)
+        key = (client_ip, mail_from.lower(), helo.lower())
+        now = time.monotonic()
+        cached = self._spf.get(key)
+        spf_args = None if cached is not None and cached[0] > now else (client_ip, mail_from, helo)
+        signed = b"dkim-signature:" in header_block.lower()
+        if spf_args is not None or signed:
+            bridge = ThreadBridge(self.resolver, asyncio.get_running_loop())
+            token = _bridge.set(bridge)
+            try:
+                spf_result, res.dkim = await asyncio.to_thread(_check_sync, message if signed else None, spf_args)
+            finally:
+                _bridge.reset(token)
+        if spf_args is None:
+            assert cached is not None
+            res.spf = cached[1]
+        else:
+            assert spf_result is not None
+            res.spf = spf_result
+            if spf_result != "temperror":
+                if len(self._spf) > 10_000:
+                    self._spf.clear()
+                self._spf[key] = (now + SPF_CACHE_SECONDS, spf_result)
         froms = header_from_domains(header_block)
         if len(set(froms)) != 1:
             res.dmarc = "permerror" if froms else "none"

@@ -14,6 +14,7 @@ refusal); NXDOMAIN and "no answer" are empty results (→ "none").
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 
 import dns.asyncresolver
@@ -26,7 +27,14 @@ class DnsTemporary(Exception):
     """A lookup that may succeed later (timeout, SERVFAIL): results say temperror."""
 
 
+CACHE_MAX = 10_000
+NEGATIVE_TTL = 60  # seconds an empty answer is remembered (RFC 2308 lets the SOA decide; we stay short)
+
+
 class Resolver:
+    """Answers are cached for their TTL (at most an hour): every message from a big provider
+    would otherwise repeat the same SPF and DMARC queries."""
+
     def __init__(self, nameservers: Sequence[str] = (), port: int = 53, timeout: float = 5.0) -> None:
         if nameservers:
             r = dns.asyncresolver.Resolver(configure=False)
@@ -38,18 +46,34 @@ class Resolver:
         r.lifetime = timeout
         self._r = r
         self.timeout = timeout
+        self._cache: dict[tuple[str, str], tuple[float, list[object]]] = {}
 
     async def query(self, name: str, qtype: str) -> list[object]:
         """Answer rdatas; [] for NXDOMAIN or no data; DnsTemporary otherwise."""
+        key = (name.lower().rstrip("."), qtype)
+        hit = self._cache.get(key)
+        now = time.monotonic()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        result = await self._lookup(name, qtype)
+        if len(self._cache) >= CACHE_MAX:
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= CACHE_MAX:
+                self._cache.clear()
+        self._cache[key] = (now + result[0], result[1])
+        return result[1]
+
+    async def _lookup(self, name: str, qtype: str) -> tuple[float, list[object]]:
         try:
             answer = await self._r.resolve(name, qtype, search=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return []
+            return NEGATIVE_TTL, []
         except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout) as e:
             raise DnsTemporary(f"{qtype} {name}: {e.__class__.__name__}") from None
         except (dns.name.EmptyLabel, dns.name.LabelTooLong, dns.name.NameTooLong, dns.exception.SyntaxError):
-            return []
-        return list(answer)
+            return NEGATIVE_TTL, []
+        ttl = min(3600, answer.rrset.ttl if answer.rrset is not None else NEGATIVE_TTL)
+        return ttl, list(answer)
 
     async def txt(self, name: str) -> list[bytes]:
         """TXT records, each with its character-strings joined (RFC 7208 §3.3, RFC 6376 §3.6.2.2)."""

@@ -36,6 +36,8 @@ from smtp.replies import with_enhanced_code
 log = logging.getLogger("smtp.protocol")
 
 TERMINATOR = b"\r\n.\r\n"
+_SIMPLE_PATH = re.compile(r"\s*<([A-Za-z0-9!#$&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$&'*+/=?^_`{|}~-]+)*"
+                          r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)>(.*)$", re.S)
 _TRAILING_DOT = re.compile(r"\s*<([^<>]*@[^<>]*[^.])\.>")
 READ_CHUNK = 256 * 1024
 
@@ -224,6 +226,10 @@ class MailSMTP(SMTP):
         m = _TRAILING_DOT.match(arg)
         if m:
             arg = arg[: m.end(1)] + arg[m.end(1) + 1 :]
+        # The common case, a plain <local@domain>, without email's full RFC 5322 parser (~1 ms per call).
+        simple = _SIMPLE_PATH.match(arg)
+        if simple:
+            return simple.group(1), simple.group(2)
         return super()._getaddr(arg)
 
     # ------------------------------------------------------------------ AUTH (RFC 4954)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dnslib import QTYPE, RR, TXT, A
-from dnslib.server import BaseResolver, DNSServer
+from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 from tests.clamd import EICAR, Clamd
 
@@ -54,7 +54,8 @@ class Zone(BaseResolver):
 class DnsServer:
     def __init__(self) -> None:
         self.zone = Zone()
-        self.server = DNSServer(self.zone, address="127.0.0.1", port=0)
+        # DNSLogger("-request,-reply,..."): quiet; its default prints every query
+        self.server = DNSServer(self.zone, address="127.0.0.1", port=0, logger=DNSLogger("-send,-recv,-request,-reply,-truncated,-data"))
         self.server.start_thread()
         self.port = self.server.server.server_address[1]
 
