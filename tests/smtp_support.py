@@ -55,7 +55,8 @@ class DnsServer:
     def __init__(self) -> None:
         self.zone = Zone()
         # DNSLogger("-request,-reply,..."): quiet; its default prints every query
-        self.server = DNSServer(self.zone, address="127.0.0.1", port=0, logger=DNSLogger("-send,-recv,-request,-reply,-truncated,-data"))
+        quiet = DNSLogger("-send,-recv,-request,-reply,-truncated,-data")
+        self.server = DNSServer(self.zone, address="127.0.0.1", port=0, logger=quiet)
         self.server.start_thread()
         self.port = self.server.server.server_address[1]
 
