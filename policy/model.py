@@ -21,6 +21,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _lead_times(v: list[CalendarDuration]) -> list[CalendarDuration]:
+    """Warning lead times: positive, longest first (the order they fall due)."""
+    for d in v:
+        if d.approx_seconds <= 0:
+            raise ValueError(f'"{d}" is not a lead time (it must be longer than 0)')
+    return sorted(set(v), reverse=True)
+
+
 class AttachmentPolicy(Section):
     # Đ7.3.b: "kích cỡ tệp gửi kèm tối đa 15MB/thư". 15 MiB is the generous reading.
     max_total: ByteSize = 15 * 1024**2
@@ -77,6 +85,11 @@ class PasswordPolicy(Section):
     temporary_length: int = Field(default=14, ge=8)
     hashing: HashPolicy = HashPolicy()
 
+    @field_validator("expiry_warnings")
+    @classmethod
+    def _positive_expiry_warnings(cls, v: list[CalendarDuration]) -> list[CalendarDuration]:
+        return _lead_times(v)
+
 
 class RoleSchedule(Section):
     send_lock_after: Duration
@@ -96,6 +109,16 @@ class RetirementPolicy(Section):
     archive_keep: Duration = CalendarDuration(months=60)
     # A revoked address may not be given to a new person before this has passed.
     address_reuse_after: Duration = CalendarDuration(months=12)
+    # Notices put into the leaving person's mailbox (copied to the unit mailbox) this long before
+    # revocation, so the mail worth keeping is saved first (Đ13.4: users keep their own data).
+    revoke_warnings: list[Duration] = Field(
+        default_factory=lambda: [parse_duration(d) for d in ("30 days", "7 days")]
+    )
+
+    @field_validator("revoke_warnings")
+    @classmethod
+    def _positive_revoke_warnings(cls, v: list[CalendarDuration]) -> list[CalendarDuration]:
+        return _lead_times(v)
 
 
 class InactivityPolicy(Section):
@@ -104,6 +127,14 @@ class InactivityPolicy(Section):
     activities: list[Literal["send", "receive", "login"]] = Field(
         default_factory=lambda: ["send", "receive", "login"]
     )
+    # Notices to the user and the unit mailbox this long before the suspension, so that the unit
+    # can give the reason the article asks for ("mà không thông báo lý do") in time.
+    warnings: list[Duration] = Field(default_factory=lambda: [parse_duration("14 days")])
+
+    @field_validator("warnings")
+    @classmethod
+    def _positive_warnings(cls, v: list[CalendarDuration]) -> list[CalendarDuration]:
+        return _lead_times(v)
 
 
 class LogPolicy(Section):
@@ -112,6 +143,9 @@ class LogPolicy(Section):
     system_log_retention: Duration = CalendarDuration(months=6)
     # Operator actions are evidence for longer than the traffic log.
     audit_retention: Duration = CalendarDuration(months=60)
+    # Daily counters per account and unit (sent, received, refused, virus, spam, storage) outlive the
+    # raw logs: the Đ12.9 / Đ14.1.c / Đ14.3.đ reports need 12 months and year-on-year comparisons.
+    counter_retention: Duration = CalendarDuration(months=60)
 
 
 class MaintenancePolicy(Section):
@@ -119,6 +153,8 @@ class MaintenancePolicy(Section):
     user_notice_working_days: int = Field(default=3, ge=0)
     # Đ8.2.c: the provider tells the operators 1 working day before.
     provider_notice_working_days: int = Field(default=1, ge=0)
+    # A reminder goes to every mailbox this many calendar days before the start day (0: none).
+    reminder_days_before: int = Field(default=1, ge=0)
 
 
 class CalendarPolicy(Section):
@@ -137,6 +173,26 @@ class FolderNames(Section):
     trash: str = "Trash"
     junk: str = "Junk"
     archive: str = "Archive"
+
+
+class FolderRetentionPolicy(Section):
+    # Đ8.2.b "tạo lập chế độ xóa bỏ, lưu trữ": messages that have been in Trash or Junk longer than
+    # this are expunged by the daily job (null keeps them). The folders are those named in `folders:`
+    # and any folder a client marked \\Trash or \\Junk (RFC 6154).
+    trash: Duration | None = CalendarDuration(seconds=30 * 86400)
+    junk: Duration | None = CalendarDuration(seconds=30 * 86400)
+    # Other folders by name, e.g. {"Thông báo": 1 year}. Never INBOX.
+    folders: dict[str, Duration] = Field(default_factory=dict)
+
+    @field_validator("folders")
+    @classmethod
+    def _not_inbox(cls, v: dict[str, CalendarDuration]) -> dict[str, CalendarDuration]:
+        for name, keep in v.items():
+            if name.strip().upper() == "INBOX":
+                raise ValueError("INBOX has no retention: mail there is the user's to keep (Đ13.4)")
+            if keep.approx_seconds <= 0:
+                raise ValueError(f'"{name}": the retention must be longer than 0')
+        return v
 
 
 class AuthPolicy(Section):
@@ -192,6 +248,7 @@ class Policy(Section):
     maintenance: MaintenancePolicy = MaintenancePolicy()
     calendar: CalendarPolicy = CalendarPolicy()
     folders: FolderNames = FolderNames()
+    folder_retention: FolderRetentionPolicy = FolderRetentionPolicy()
     auth: AuthPolicy = AuthPolicy()
     virus: VirusPolicy = VirusPolicy()
     dmarc: DmarcPolicy = DmarcPolicy()

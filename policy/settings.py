@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from policy.units import ByteSize
+from policy.units import ByteSize, CalendarDuration, Duration
 
 LISTENER_NAMES = ("smtp", "submission", "submissions", "imap", "imaps", "web")
 ALL_ADDRESSES = "*"
@@ -79,6 +79,8 @@ class Paths(Section):
     # Operator-edited copies of the notice templates (Đ7.3.c quota warning, ...). A file missing
     # here falls back to the built-in one (mailserver/templates/notices/).
     templates: Path | None = None
+    # Archives of revoked mailboxes (Đ5.3.b); may be a larger, slower disk. Default <data>/archive.
+    archive: Path | None = None
 
     @property
     def directory_db(self) -> Path:
@@ -96,6 +98,10 @@ class Paths(Section):
     def web_session_key(self) -> Path:
         """The key that signs web sessions; shared by every worker process, kept across restarts."""
         return self.data / "web-session.key"
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.archive or self.data / "archive"
 
     @property
     def mail_dir(self) -> Path:
@@ -191,6 +197,23 @@ class Dkim(Section):
     ed25519: bool = False
 
 
+class Jobs(Section):
+    # The scheduler inside `mailserver serve` (retirement, inactivity, password warnings, retention,
+    # maintenance notices, daily counters). Every worker process may run it: the directory database
+    # records what was done, so nothing happens twice. `mailserver jobs run` runs the same jobs once.
+    enabled: bool = True
+    # How often it looks for what has fallen due. Day-based work (counters, retention) runs once per
+    # local day, at the first look after midnight.
+    interval: Duration = CalendarDuration(seconds=15 * 60)
+
+    @field_validator("interval")
+    @classmethod
+    def _seconds_only(cls, v: CalendarDuration) -> CalendarDuration:
+        if v.months or v.seconds < 10:
+            raise ValueError(f'"{v}" is not a scheduler interval (use e.g. 15 minutes)')
+        return v
+
+
 class Operators(Section):
     # Đ5.1: Sở TT&TT runs the directory. `init` creates this unit; its unit
     # mailbox receives postmaster@, abuse@ and support@ (Đ5.2).
@@ -217,6 +240,7 @@ class Settings(Section):
     web_url: str | None = None
     monitoring: Monitoring = Monitoring()
     operators: Operators = Operators()
+    jobs: Jobs = Jobs()
 
     @field_validator("domains")
     @classmethod
@@ -271,6 +295,7 @@ class Settings(Section):
         self.paths.data = fix(self.paths.data)  # type: ignore[assignment]
         self.paths.logs = fix(self.paths.logs)
         self.paths.templates = fix(self.paths.templates)
+        self.paths.archive = fix(self.paths.archive)
         self.tls.cert = fix(self.tls.cert)
         self.tls.key = fix(self.tls.key)
         self.clamd.socket = fix(self.clamd.socket)
