@@ -191,6 +191,19 @@ class Directory:
         async with self.db.transaction():
             await self._audit(actor, action, target, before, after, rule)
 
+    async def audit_within(self, actor: str, action: str, target: str | None, *, before: Any = None,
+                           after: Any = None, rule: str | None = None) -> None:
+        """Like `audit`, inside a transaction the caller holds on `self.db`, so that a change made by
+        another table's owner (maintenance windows, archives) commits together with its record."""
+        await self._audit(actor, action, target, before, after, rule)
+
+    async def prune_audit(self, before: datetime) -> int:
+        """Đ7.2: the audit log keeps its own retention (logs.audit_retention); older rows go."""
+        async with self.db.transaction():
+            row = await self.db.fetchone("SELECT COUNT(*) FROM audit WHERE at < ?", (ts(before),))
+            await self.db.execute("DELETE FROM audit WHERE at < ?", (ts(before),))
+        return int(row[0]) if row else 0
+
     async def audit_entries(
         self, *, target: str | None = None, since: datetime | None = None, limit: int = 100
     ) -> list[AuditEntry]:
@@ -205,6 +218,16 @@ class Directory:
         sql += " ORDER BY id DESC LIMIT ?"
         params.append(limit)
         return [AuditEntry.from_row(r) for r in await self.db.fetchall(sql, params)]
+
+    async def audit_targets(self, action: str, rule: str, since: datetime,
+                            until: datetime) -> list[tuple[str, datetime]]:
+        """(target, at) of the audit rows of one action under one rule in [since, until): the reports
+        count e.g. the Đ6.2.a suspensions of a period from what the jobs recorded."""
+        rows = await self.db.fetchall(
+            "SELECT target, at FROM audit WHERE action=? AND rule=? AND at >= ? AND at < ? ORDER BY at",
+            (action, rule, ts(since), ts(until)),
+        )
+        return [(r["target"], datetime.fromisoformat(r["at"])) for r in rows]
 
     # ------------------------------------------------------------------ domains
 
@@ -241,18 +264,19 @@ class Directory:
         row = await self.db.fetchone("SELECT * FROM accounts WHERE id=?", (account_id,))
         return Account.from_row(row) if row else None
 
-    async def list_accounts(self, unit: str | None = None, recursive: bool = False) -> list[Account]:
+    async def list_accounts(self, unit: str | None = None, recursive: bool = False, *,
+                            include_released: bool = False) -> list[Account]:
+        """Accounts holding their address; `include_released` adds revoked accounts whose address has
+        been given to someone new (the reports count them in the period they were revoked)."""
+        live = "1=1" if include_released else "released_at IS NULL"
         if unit is None:
-            rows = await self.db.fetchall(
-                "SELECT * FROM accounts WHERE released_at IS NULL ORDER BY domain, local_part"
-            )
+            rows = await self.db.fetchall(f"SELECT * FROM accounts WHERE {live} ORDER BY domain, local_part, id")
         else:
             units = await self.unit_tree(unit) if recursive else [await self.require_unit(unit)]
             ids = [u.id for u in units]
             marks = ",".join("?" * len(ids))
             rows = await self.db.fetchall(
-                f"SELECT * FROM accounts WHERE released_at IS NULL AND unit_id IN ({marks}) "
-                "ORDER BY kind DESC, local_part",
+                f"SELECT * FROM accounts WHERE {live} AND unit_id IN ({marks}) ORDER BY kind DESC, local_part, id",
                 ids,
             )
         return [Account.from_row(r) for r in rows]
@@ -611,11 +635,13 @@ class Directory:
             acc, actor, "account.retire", {"retired_on": leave_date.isoformat() if leave_date else None}, "Đ5.3.b"
         )
 
-    async def revoke(self, address: str, *, actor: str, rule: str = "Đ5.3.b") -> Account:
+    async def revoke(self, address: str, *, actor: str, rule: str = "Đ5.3.b", at: datetime | None = None) -> Account:
+        """Revoke now, or at `at` (the retirement job records the day the Đ5.3.b schedule revoked the
+        mailbox, even when it runs later, so the address-reuse period counts from that day)."""
         acc = await self.require_account(address)
         if acc.revoked_at:
             raise Conflict("address", f"{acc.address} is already revoked")
-        return await self._update(acc, actor, "account.revoke", {"revoked_at": ts(self.clock())}, rule)
+        return await self._update(acc, actor, "account.revoke", {"revoked_at": ts(at or self.clock())}, rule)
 
     async def set_quota(self, address: str, quota: int | None, *, actor: str) -> Account:
         """Raise a mailbox's quota (Đ7.3.a); never below the Đ7.3.b minimum. None: back to default."""

@@ -189,6 +189,13 @@ class IndexPool:
         await self._evict()
         return handle
 
+    async def discard(self, account_id: int) -> None:
+        """Close the account's index now (its mailbox is about to be archived and removed)."""
+        handle = self._handles.pop(account_id, None)
+        if handle is not None:
+            await handle.drained()
+            await self._close_handle(handle)
+
     async def _evict(self) -> None:
         """Close least recently used idle indexes beyond `max_open` (descriptors are bounded)."""
         while len(self._handles) > self.max_open:

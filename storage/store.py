@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
@@ -33,6 +34,8 @@ from policy.errors import MailserverError
 from policy.limits import QuotaCheck, check_quota
 from policy.model import Policy
 from storage import maildir as md
+from storage import retention
+from storage.archive import ArchiveError, ArchiveResult, archive_mailbox
 from storage.directory import Directory
 from storage.errors import StoreUnavailable
 from storage.events import Listener, Notifier
@@ -294,6 +297,51 @@ class MailStore:
 
     def has_mailbox(self, account: Account) -> bool:
         return (self.mailbox_path(account) / "cur").is_dir()
+
+    # ------------------------------------------------------------------ retention and archives (operations jobs)
+
+    async def saved_before(self, account: Account, folder: str, before: datetime) -> tuple[int, int]:
+        """(messages, bytes) in `folder` that were put there before `before` (Đ8.2.b; dry runs)."""
+        async with self.pool.use(account) as h:
+            return await h.call(retention.saved_before, h.index, folder, before.timestamp())
+
+    async def expunge_saved_before(self, account: Account, folder: str, before: datetime) -> tuple[int, int]:
+        """Đ8.2.b: expunge what has been in `folder` since before `before` (by the time each message
+        entered the folder, not its date: storage/retention.py); IMAP sessions see ordinary expunges.
+        Returns (messages, bytes)."""
+        async with self.pool.use(account) as h:
+            return await h.call(retention.expunge_saved_before, h.index, folder, before.timestamp())
+
+    def _aside(self, account: Account) -> Path:
+        root = self.mailbox_path(account)
+        return root.with_name(f"{md.TRASH_PREFIX}{root.name}")
+
+    async def archive_mailbox(self, account: Account, dest: Path, info: dict[str, Any],
+                              dates: dict[str, str | None]) -> ArchiveResult:
+        """Đ5.3.b: archive a revoked account's mailbox to `dest`, verified, then remove it.
+
+        The tree is first renamed aside (atomically: nothing can deliver into it any more, and a crash
+        leaves it there to be archived by the next attempt), archived and read back; only a verified
+        archive lets the files go. If archiving fails the tree is put back and ArchiveError raised.
+        """
+        root, aside = self.mailbox_path(account), self._aside(account)
+        await self.pool.discard(account.id)
+        if root.is_dir() and not aside.exists():
+            await self._run(os.rename, root, aside)
+        if not aside.is_dir():
+            raise ArchiveError(f"{account.address}: no mailbox to archive")
+        try:
+            result = await self._run(partial(archive_mailbox, aside, dest, info, dates, fsync=self.fsync))
+        except ArchiveError:
+            if not root.exists():
+                await self._run(os.rename, aside, root)
+            raise
+        await self._run(partial(shutil.rmtree, aside, ignore_errors=True))
+        return result
+
+    def archive_pending(self, account: Account) -> bool:
+        """A mailbox renamed aside by an archive attempt that did not finish."""
+        return self._aside(account).is_dir()
 
     async def close(self) -> None:
         if self._watcher is not None:
