@@ -1,20 +1,23 @@
-"""Messages the system itself puts into mailboxes (Đ7.3.c quota warnings, ...).
+"""Messages the system itself puts into mailboxes: Đ7.3.c quota warnings, Đ13.3 password
+warnings, Đ6.2.a inactivity, Đ5.3.b retirement and revocation, Đ8.1.c maintenance.
 
-The store decides *when* (it calls `on_quota_threshold` after the delivery
-that crossed a threshold, once per crossing); this module decides *what*:
-it fills an operator-editable template, builds a MIME message with a
-Vietnamese part and an English part (UTF-8, RFC 2047 subject), and
-delivers it from postmaster@ with `system=True`, which the store never
-refuses for quota. Rendering lives here, in the composition root, so that
-`storage` never depends on text meant for people.
+Whoever decides *when* (the store for quota crossings, the scheduled jobs
+for the rest) calls this module for *what*: it fills an operator-editable
+template (`mailserver/templates/notices/<name>.txt`, overridden by a file of
+the same name in `paths.templates`), builds a MIME message with a
+Vietnamese part and an English part (UTF-8, RFC 2047 subject), and delivers
+it from postmaster@ with `system=True`, which the store never refuses for
+quota and never counts as "receiving" (Đ6.2.a). Rendering lives here, in the
+composition root, so that `storage` never depends on text meant for people.
 """
 
 from __future__ import annotations
 
+import re
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
@@ -23,7 +26,8 @@ from pathlib import Path
 from policy.errors import ConfigError, ConfigProblem
 from policy.model import Policy
 from policy.settings import Settings
-from policy.units import format_size
+from policy.units import CalendarDuration, format_size
+from storage.errors import StoreUnavailable
 from storage.records import Account
 from storage.store import MailStore
 from storage.storetypes import Stored, Usage
@@ -31,6 +35,15 @@ from storage.storetypes import Stored, Usage
 BUILTIN = Path(__file__).parent / "templates" / "notices"
 SENDER_NAME = "Hệ thống thư điện tử công vụ tỉnh Phú Yên"
 LARGEST_FOLDERS = 3
+# A broadcast (maintenance) is written once per batch and hard-linked into each mailbox of the batch;
+# batches keep the number of account indexes open at once bounded.
+BROADCAST_BATCH = 50
+
+WEEKDAYS_VI = ("Thứ Hai", "Thứ Ba", "Thứ Tư", "Thứ Năm", "Thứ Sáu", "Thứ Bảy", "Chủ Nhật")
+WEEKDAYS_EN = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+MONTHS_EN = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+             "November", "December")
+PLACEHOLDER = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
 
 
 @dataclass(frozen=True)
@@ -39,13 +52,27 @@ class Notice:
     parts: list[tuple[str, str]]  # (language, text)
 
 
-def template_text(name: str, override_dir: Path | None) -> tuple[str, Path]:
+def template_path(name: str, override_dir: Path | None) -> Path:
     """An operator's copy (paths.templates) wins over the built-in file."""
     for folder in (override_dir, BUILTIN):
         if folder is not None and (folder / name).is_file():
-            path = folder / name
-            return path.read_text(encoding="utf-8"), path
+            return folder / name
     raise ConfigError([ConfigProblem(str(BUILTIN / name), None, "", "notice template missing")])
+
+
+def template_text(name: str, override_dir: Path | None) -> tuple[str, Path]:
+    path = template_path(name, override_dir)
+    return path.read_text(encoding="utf-8"), path
+
+
+def builtin_templates() -> list[str]:
+    return sorted(p.name for p in BUILTIN.glob("*.txt"))
+
+
+def placeholders(text: str) -> set[str]:
+    """The $names a template uses (outside its comment lines)."""
+    body = "\n".join(ln for ln in text.splitlines() if not ln.startswith("#"))
+    return {a or b for a, b in PLACEHOLDER.findall(body.replace("$$", ""))}
 
 
 def render(text: str, values: dict[str, str], source: str = "template") -> Notice:
@@ -68,25 +95,71 @@ def render(text: str, values: dict[str, str], source: str = "template") -> Notic
                             for lang, body in parts])
 
 
-def build_message(notice: Notice, sender: str, to: Account, now: datetime, hostname: str) -> bytes:
-    """A multipart/mixed message, one inline text/plain part per language (UTF-8, CRLF)."""
+def build_message(notice: Notice, sender: str, to: Account | None, now: datetime, hostname: str,
+                  cc: Sequence[Account] = ()) -> bytes:
+    """A multipart/mixed message, one inline text/plain part per language (UTF-8, CRLF).
+
+    `to=None` is a broadcast: `To: undisclosed-recipients:;` (RFC 5322 §3.4 group syntax), so one
+    file can be linked into thousands of mailboxes without listing them."""
     msg = EmailMessage()
-    msg["From"] = formataddr((SENDER_NAME, sender))
-    msg["To"] = formataddr((to.display_name, to.address))
-    msg["Subject"] = notice.subject  # encoded as RFC 2047 UTF-8 by the SMTP policy
-    msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = make_msgid(domain=hostname)
-    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: nobody should auto-reply to it
-    msg["Content-Language"] = ", ".join(lang for lang, _ in notice.parts)
-    msg.set_content("")
     msg.make_mixed()
     for lang, text in notice.parts:
         part = EmailMessage()
         part.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
+        del part["MIME-Version"]
         part["Content-Language"] = lang
         part["Content-Disposition"] = "inline"
         msg.attach(part)
+    msg["From"] = formataddr((SENDER_NAME, sender))
+    msg["To"] = formataddr((to.display_name, to.address)) if to is not None else "undisclosed-recipients:;"
+    if cc:
+        msg["Cc"] = ", ".join(formataddr((a.display_name, a.address)) for a in cc)
+    msg["Subject"] = notice.subject  # encoded as RFC 2047 UTF-8 by the SMTP policy
+    msg["Date"] = format_datetime(now)
+    msg["Message-ID"] = make_msgid(domain=hostname)
+    msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: nobody should auto-reply to it
+    msg["MIME-Version"] = "1.0"
     return msg.as_bytes(policy=SMTP)
+
+
+# ---------------------------------------------------------------- dates in the two languages
+
+
+def day_vi(d: date) -> str:
+    return f"{d:%d/%m/%Y}"
+
+
+def day_en(d: date) -> str:
+    return f"{d.day} {MONTHS_EN[d.month - 1]} {d.year}"
+
+
+def moment_vi(m: datetime) -> str:
+    """"22:00 Thứ Bảy, ngày 12/12/2026" (the caller gives local time)."""
+    return f"{m:%H:%M} {WEEKDAYS_VI[m.weekday()]}, ngày {m:%d/%m/%Y}"
+
+
+def moment_en(m: datetime) -> str:
+    return f"{WEEKDAYS_EN[m.weekday()]} {day_en(m.date())}, {m:%H:%M}"
+
+
+def days_en(n: int) -> str:
+    return f"{n} day" + ("" if n == 1 else "s")
+
+
+def duration_vi(d: CalendarDuration) -> str:
+    """"6 tháng", "1 năm", "30 ngày", "3 giờ 30 phút" (the regulation's own words for periods)."""
+    parts = []
+    years, months = divmod(d.months, 12)
+    if years and not months:
+        parts.append(f"{years} năm")
+    elif d.months:
+        parts.append(f"{d.months} tháng")
+    s = d.seconds
+    for unit, size in (("ngày", 86400), ("giờ", 3600), ("phút", 60), ("giây", 1)):
+        n, s = divmod(s, size)
+        if n:
+            parts.append(f"{n} {unit}")
+    return " ".join(parts) or "0 giây"
 
 
 class Notices:
@@ -100,14 +173,49 @@ class Notices:
     def postmaster(self) -> str:
         return f"postmaster@{self.settings.primary_domain}"
 
+    def common_values(self) -> dict[str, str]:
+        """Placeholders every template may use."""
+        local = self.clock().astimezone(self.policy.tz)
+        return {
+            "support": f"support@{self.settings.primary_domain}",
+            "postmaster": self.postmaster,
+            "account_url": self.settings.account_url,
+            "hostname": self.settings.hostname,
+            "domain": self.settings.primary_domain,
+            "date": day_vi(local.date()),
+            "date_en": day_en(local.date()),
+        }
+
+    def notice(self, template: str, values: dict[str, str]) -> Notice:
+        text, path = template_text(template, self.settings.paths.templates)
+        return render(text, {**self.common_values(), **values}, str(path))
+
+    async def send(self, template: str, to: Account, values: dict[str, str], cc: Sequence[Account] = ()) -> Stored:
+        """One notice To: `to` (its name and address are $name and $address), with copies (Cc:) put into
+        the `cc` mailboxes (the unit mailbox of Đ6.2.a and Đ5.3.b notices). Returns `to`'s copy."""
+        cc = [a for a in {a.id: a for a in cc}.values() if a.id != to.id]
+        notice = self.notice(template, {"name": to.display_name, "address": to.address, **values})
+        message = build_message(notice, self.postmaster, to, self.clock(), self.settings.hostname, cc)
+        results = await self.store.deliver_many([to, *cc], message, system=True)
+        mine = results.get(to.id)
+        if not isinstance(mine, Stored):
+            raise mine if isinstance(mine, Exception) else StoreUnavailable("store", "notice not stored")
+        return mine
+
+    async def broadcast(self, template: str, accounts: Sequence[Account], values: dict[str, str]) -> int:
+        """One notice into every mailbox of `accounts` (Đ8.1.c); returns how many got it."""
+        notice = self.notice(template, values)
+        message = build_message(notice, self.postmaster, None, self.clock(), self.settings.hostname)
+        delivered = 0
+        for i in range(0, len(accounts), BROADCAST_BATCH):
+            results = await self.store.deliver_many(accounts[i : i + BROADCAST_BATCH], message, system=True)
+            delivered += sum(1 for r in results.values() if isinstance(r, Stored))
+        return delivered
+
     async def quota_warning(self, account: Account, percent: int, usage: Usage) -> Stored:
         """Đ7.3.c: the warning for one crossing, delivered into the account's INBOX."""
         folders = [f for f in await self.store.folder_usage(account) if f.messages][:LARGEST_FOLDERS]
-        now = self.clock()
-        local = now.astimezone(self.policy.tz)
         values = {
-            "name": account.display_name,
-            "address": account.address,
             "percent": str(percent),
             "used": format_size(usage.bytes),
             "quota": format_size(usage.quota),
@@ -116,10 +224,5 @@ class Notices:
             "folders_en": "\n".join(f"- {f.name}: {format_size(f.bytes)} ({f.messages} messages)" for f in folders),
             "trash": self.policy.folders.trash,
             "junk": self.policy.folders.junk,
-            "support": f"support@{self.settings.primary_domain}",
-            "date": local.strftime("%d/%m/%Y"),
         }
-        text, path = template_text("quota-warning.txt", self.settings.paths.templates)
-        notice = render(text, values, str(path))
-        message = build_message(notice, self.postmaster, account, now, self.settings.hostname)
-        return await self.store.deliver(account, message, system=True)
+        return await self.send("quota-warning.txt", account, values)
