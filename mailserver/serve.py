@@ -23,6 +23,7 @@ from imap_gateway.server import ImapBackend, ImapServer
 from imap_gateway.tls import server_context
 from mailserver.app import App
 from mailserver.health import clamd_check, disk_check, listener_check
+from mailserver.scheduler import JobScheduler
 from mailserver.smtp_wiring import build_smtp_service, clamd_client
 from mailserver.web.service import WebService
 from policy.limits import message_size_limit
@@ -79,10 +80,13 @@ def imap_services(app: App) -> list[Service]:
 
 
 def build_services(app: App) -> list[Service]:
-    """The services this version provides, in start order."""
+    """The services this version provides, in start order (the scheduler last: it starts working at
+    once and its notices go through the store the others already use)."""
     services: list[Service] = [build_smtp_service(app)]
     services += imap_services(app)
     services.append(WebService(app))
+    if app.settings.jobs.enabled:
+        services.append(JobScheduler(app))
     return services
 
 
@@ -116,7 +120,10 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
             started.append(service)
             for name in served_listeners(service):
                 app.health.add(f"listener:{name}", listener_check(getattr(app.settings.listeners, name)))
-            log.info("%s listening on %s", service.name, ", ".join(where) or "(no listener)")
+            if getattr(service, "listeners", None) == ():
+                log.info("%s started: %s", service.name, ", ".join(where))  # the scheduler: no socket
+            else:
+                log.info("%s listening on %s", service.name, ", ".join(where) or "(no listener)")
         if started:
             log.info("ready: %s", ", ".join(s.name for s in started))
         else:

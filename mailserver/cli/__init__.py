@@ -22,9 +22,12 @@ from mailserver.cli import (
     dkim_cmd,
     dns_cmd,
     init_cmd,
+    jobs_cmd,
     log_cmd,
+    notice_cmd,
     quota_cmd,
     reindex_cmd,
+    report_cmd,
     serve_cmd,
     units,
 )
@@ -33,7 +36,7 @@ from policy.errors import ConfigError, MailserverError
 from storage.directory import ImportFailed
 
 GROUPS = [init_cmd, config_cmd, serve_cmd, units, accounts, aliases, directory_cmd, audit, dns_cmd, quota_cmd,
-          reindex_cmd, log_cmd, dkim_cmd]
+          reindex_cmd, log_cmd, dkim_cmd, jobs_cmd, notice_cmd, report_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

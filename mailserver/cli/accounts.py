@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from mailserver.accountview import account_summary
 from mailserver.cli.common import Context, out, pairs, parse_day, parse_quota, read_password, size, table
-from policy.errors import ValidationFailed
+from policy.calendar import local_date
+from policy.errors import NotFound, ValidationFailed
 from policy.retirement import Role
+from storage.archives import ArchiveRecords
 from storage.directory import PersonRequest, parse_birth
 from storage.records import Account
 
@@ -109,6 +112,19 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     sl.add_argument("address")
     sl.add_argument("--messages", type=int, help="messages per sending.window")
     sl.add_argument("--recipients", type=int, help="recipients per sending.window")
+
+    ar = cmd("archives", "archives of revoked mailboxes (Đ5.3.b) and when each may be purged", list_archives)
+    ar.add_argument("address", nargs="?", help="only this address")
+    ar.add_argument("--due", action="store_true", help="only those past retirement.archive_keep")
+    ar.add_argument("--all", action="store_true", help="also those already purged")
+
+    pa = cmd("purge-archive", "delete archives kept longer than retirement.archive_keep (Đ5.3.b)", purge_archive,
+             "Delete the archive of a revoked mailbox once retirement.archive_keep has passed since its "
+             "revocation. Refused before that day. Every purge is audited.")
+    pg = pa.add_mutually_exclusive_group(required=True)
+    pg.add_argument("address", nargs="?", help="the revoked address")
+    pg.add_argument("--due", action="store_true", help="every archive whose keeping period has passed")
+    pa.add_argument("--dry-run", action="store_true", help="list what would be deleted")
 
     im = cmd("import", "provision a whole unit from CSV, all rows or none",
              import_csv, "CSV columns: name, birth (YYYY-MM), unit, role (staff|leader), and optionally address, "
@@ -328,6 +344,54 @@ async def exempt(ctx: Context, args: argparse.Namespace) -> int:
         raise ValidationFailed("until", "give --until YYYY-MM-DD and --reason, or --clear")
     acc = await app.directory.exempt(args.address, parse_day(args.until, "until"), args.reason, actor=ctx.actor)
     return await _show_after(ctx, acc, f"{acc.address}: exempt from the inactivity rule until {args.until}")
+
+
+def _address(ctx_app: Any, text: str) -> str:
+    local, domain = ctx_app.directory.split(text)
+    return f"{local}@{domain}"
+
+
+async def list_archives(ctx: Context, args: argparse.Namespace) -> int:
+    app = await ctx.app()
+    records = ArchiveRecords(app.directory, app.clock)
+    today = local_date(app.clock(), app.policy.tz)
+    entries = await records.list(address=_address(app, args.address) if args.address else None,
+                                 include_purged=args.all)
+    if args.due:
+        entries = [e for e in entries if e.due(today)]
+    data = [{**e.public(), "due": e.due(today)} for e in entries]
+    out(ctx, data, lambda: table(
+        ["address", "revoked", "purge after", "messages", "size", "archive", "state"],
+        [(d["address"], d["revoked_on"], d["purge_after"], d["messages"], size(d["bytes"]), d["path"],
+          "purged" if d["purged_at"] else ("due" if d["due"] else "kept")) for d in data])
+        if data else "no archives")
+    return 0
+
+
+async def purge_archive(ctx: Context, args: argparse.Namespace) -> int:
+    app = await ctx.app()
+    records = ArchiveRecords(app.directory, app.clock)
+    today = local_date(app.clock(), app.policy.tz)
+    if args.due:
+        doomed = [e for e in await records.list() if e.due(today)]
+    else:
+        address = _address(app, args.address)
+        entries = await records.list(address=address)
+        if not entries:
+            raise NotFound("address", f"no archive of {address} (see mailserver account archives)")
+        doomed = [e for e in entries if e.due(today)]
+        if not doomed:
+            keep = min(e.purge_after for e in entries)
+            raise ValidationFailed(
+                "address", f"the archive of {address} is kept until {keep - timedelta(days=1)} "
+                f"(retirement.archive_keep {app.policy.retirement.archive_keep} after revocation, Đ5.3.b)")
+    if not args.dry_run:
+        doomed = [await records.purge(e, actor=ctx.actor) for e in doomed]
+    data = [e.public() for e in doomed]
+    verb = "would delete" if args.dry_run else "deleted"
+    out(ctx, data, "\n".join(f"{verb} {e.path} ({e.address}, revoked {e.revoked_on})" for e in doomed)
+        or "no archive is due")
+    return 0
 
 
 IMPORT_COLUMNS = {"name", "birth", "unit", "role", "address", "password", "quota"}
