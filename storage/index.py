@@ -584,7 +584,10 @@ class AccountIndex:
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(d / "tmp"):
                 with contextlib.suppress(FileNotFoundError):
-                    if entry.stat().st_mtime < cutoff:
+                    # not mtime alone: a delivery with an old internal date (migration, APPEND) sets it
+                    # back before its rename; the change time says when the file was really written
+                    st = entry.stat()
+                    if max(st.st_mtime, st.st_ctime) < cutoff:
                         os.unlink(entry.path)
 
     def _adopt_files(self, f: FolderRow, files: list[tuple[str, str]], modseq: int) -> None:
