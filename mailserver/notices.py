@@ -18,6 +18,7 @@ import string
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from email.header import Header
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, formataddr, make_msgid
@@ -95,6 +96,18 @@ def render(text: str, values: dict[str, str], source: str = "template") -> Notic
                             for lang, body in parts])
 
 
+def encode_words(text: str, header_name: str) -> str:
+    """RFC 2047 encoded words for a header value, folded, with every space kept.
+
+    Python 3.11's header folding (email.policy) drops the space between two adjacent encoded words
+    when it folds there (CPython gh-144156): "thư điện tử" arrived as "thưđiện tử". The legacy
+    encoder splits inside the encoded text instead, so nothing is lost; the value is stored raw
+    (`set_raw`) so the policy does not fold it again."""
+    if text.isascii():
+        return text
+    return Header(text, "utf-8", header_name=header_name).encode()
+
+
 def build_message(notice: Notice, sender: str, to: Account | None, now: datetime, hostname: str,
                   cc: Sequence[Account] = ()) -> bytes:
     """A multipart/mixed message, one inline text/plain part per language (UTF-8, CRLF).
@@ -110,11 +123,12 @@ def build_message(notice: Notice, sender: str, to: Account | None, now: datetime
         part["Content-Language"] = lang
         part["Content-Disposition"] = "inline"
         msg.attach(part)
-    msg["From"] = formataddr((SENDER_NAME, sender))
-    msg["To"] = formataddr((to.display_name, to.address)) if to is not None else "undisclosed-recipients:;"
+    msg.set_raw("From", formataddr((SENDER_NAME, sender), charset="utf-8"))
+    msg.set_raw("To", formataddr((to.display_name, to.address), charset="utf-8") if to is not None
+                else "undisclosed-recipients:;")
     if cc:
-        msg["Cc"] = ", ".join(formataddr((a.display_name, a.address)) for a in cc)
-    msg["Subject"] = notice.subject  # encoded as RFC 2047 UTF-8 by the SMTP policy
+        msg.set_raw("Cc", ",\n ".join(formataddr((a.display_name, a.address), charset="utf-8") for a in cc))
+    msg.set_raw("Subject", encode_words(notice.subject, "Subject"))
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = make_msgid(domain=hostname)
     msg["Auto-Submitted"] = "auto-generated"  # RFC 3834: nobody should auto-reply to it
