@@ -146,7 +146,7 @@ class Reports:
         accounts = [a for a in await self.directory.list_accounts(include_released=True)
                     if (a.unit_id or 0) in rows]
         by_id = {a.id: a for a in accounts}
-        live = period.end > today
+        live = period.end >= today  # a period up to today: the sizes now, not the last snapshot
         gauges = {} if live else await CounterStore(self.directory.db).latest_gauges(period.end)
         for acc in accounts:
             row = rows[acc.unit_id or 0]
@@ -192,7 +192,8 @@ class Reports:
         listed = [rows[u.id] for u, _ in scope] + ([rows[0]] if unitless and _nonzero(rows[0]) else [])
         top = []
         units = {u.id: u for u, _ in scope}
-        for account_id, sent in senders.most_common(TOP_SENDERS):
+        ranked = sorted(senders.items(), key=lambda kv: (-kv[1], by_id[kv[0]].address))  # ties: by address
+        for account_id, sent in ranked[:TOP_SENDERS]:
             acc = by_id[account_id]
             u = units.get(acc.unit_id or -1)
             top.append({"address": acc.address, "name": acc.display_name, "unit": u.local_part if u else None,

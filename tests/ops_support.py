@@ -71,3 +71,63 @@ def mail_log(folder: Path, day: date, records: list[dict[str, Any]]) -> Path:
             line = {"time": local(day, 10).isoformat(), **rec}
             fh.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
     return path
+
+
+def inbox(config: Path, address: str) -> list[EmailMessage]:
+    """The INBOX of `address`, read with a fresh App (after CLI subprocesses changed things)."""
+    import asyncio
+
+    from mailserver.app import App
+    from policy.loader import load
+
+    async def read() -> list[EmailMessage]:
+        app = await App.open(loaded=load(config))
+        try:
+            acc = await app.directory.get_account(address)
+            assert acc is not None, address
+            return await messages(app, acc)
+        finally:
+            await app.close()
+
+    return asyncio.run(read())
+
+
+def run(config: Path, *args: str, check: bool = False) -> Any:
+    """`mailserver --config CONFIG ARGS...` in this process (the same code as the command, without
+    an interpreter start per call: these tests make hundreds of calls). Returns an object with
+    returncode, stdout and stderr, like subprocess.run."""
+    import asyncio
+    import concurrent.futures
+    import contextlib
+    import io
+    import os
+    import subprocess
+
+    from mailserver.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    old = os.environ.get("MAILSERVER_ACTOR")
+    os.environ["MAILSERVER_ACTOR"] = "test-operator"
+    argv = ["--config", str(config), *args]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                code = main(argv)
+            else:  # called from an async test: the command runs its own event loop in a thread
+                with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                    code = pool.submit(main, argv).result()
+    finally:
+        if old is None:
+            os.environ.pop("MAILSERVER_ACTOR", None)
+        else:
+            os.environ["MAILSERVER_ACTOR"] = old
+    proc = subprocess.CompletedProcess(["mailserver", *args], code, out.getvalue(), err.getvalue())
+    if check and code != 0:
+        raise AssertionError(f"mailserver {' '.join(args)} failed ({code}):\n{proc.stderr}{proc.stdout}")
+    return proc
+
+
+def run_json(config: Path, *args: str) -> Any:
+    return json.loads(run(config, *args, "--json", check=True).stdout)
