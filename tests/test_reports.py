@@ -180,3 +180,47 @@ async def test_report_commands_render_table_csv_json_html(app, clock, config_fil
     csv_boxes = cli(config_file, "report", "mailboxes", "--unit", "tuyan", "--format", "csv", check=True).stdout
     assert csv_boxes.splitlines()[0] == "unit,address,name,kind,role,state,created,last_activity,leave_date"
     assert "vovanem" not in csv_boxes  # revoked: no longer in use
+
+
+async def test_d7_2_real_smtp_traffic_reaches_the_counters_and_the_report(smtp_env):
+    """End to end: mail through the SMTP listeners (real clients, real clamd) → the mail log → the
+    next day's counters → the report; the log file can then be purged without losing the figures."""
+    import aiosmtplib
+    import pytest
+
+    from mailserver.app import App
+    from mailserver.jobs import JobRunner
+    from policy.calendar import local_date
+    from policy.loader import load
+    from tests.smtp_fixtures import message as smtp_message
+    from tests.smtp_support import EICAR
+
+    env = smtp_env
+    a = await env.person("Nguyễn Văn An")
+    b = await env.person("Trần Thị Bình")
+    c = await env.login(a)
+    await c.sendmail(a, [b, "ban@example.org"], smtp_message(a, b, subject="Giấy mời"))
+    await c.quit()
+    mx = env.client()
+    await mx.connect()
+    await mx.sendmail("ban@example.org", [a], smtp_message("ban@example.org", a))
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+        await mx.sendmail("ban@example.org", [f"khongco@{D}"], smtp_message("ban@example.org", "x"))
+    with pytest.raises(aiosmtplib.SMTPDataError):
+        await mx.sendmail("ban@example.org", [b], smtp_message("ban@example.org", b, body=EICAR.decode() + "\r\n"))
+    await mx.quit()
+
+    today = local_date(env.app.clock(), env.app.policy.tz)
+    tomorrow = local(date.fromordinal(today.toordinal() + 1), 1)
+    later = await App.open(loaded=load(env.config), clock=lambda: tomorrow)  # the scheduler, the next night
+    try:
+        report = await JobRunner(later).run()
+        assert [r.result for r in report.results if r.key == f"counters:mail-log:{today}"] == ["done"]
+        usage = (await Reports(later.directory, later.store, tomorrow).usage(
+            report_period("3m", tomorrow.date()))).public()
+    finally:
+        await later.close()
+    total = usage["total"]
+    assert (total["sent"], total["received"], total["virus"]) == (1, 2, 1)  # b (from a) and a (from outside)
+    assert total["refused"] == 2 and sorted(usage["refused_by_reason"]) == ["known_recipient", "virus"], usage
+    assert usage["top_senders"] == [{"address": a, "name": "Nguyễn Văn An", "unit": None, "sent": 1}]
