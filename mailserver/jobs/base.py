@@ -107,6 +107,18 @@ class JobBase:
             return None
         return box
 
+    async def recorded(self, action: str, target: str | None, detail: dict[str, Any]) -> Done:
+        """Audit what the action did (actor system:jobs, the job's article) and return it as done."""
+        await self.directory.audit(SYSTEM, action, target, after=detail, rule=self.rule)
+        return Done(detail)
+
+    async def notify(self, template: str, account: Account, values: dict[str, str], action: str,
+                     detail: dict[str, Any]) -> Done:
+        """A personal notice to `account`, copied to its unit mailbox (Đ5.3.b, Đ6.2.a), audited."""
+        unit_box = await self.unit_mailbox(account)
+        await self.notices.send(template, account, values, cc=[unit_box] if unit_box else [])
+        return await self.recorded(action, account.address, {**detail, "cc": unit_box.address if unit_box else None})
+
     async def unit_name(self, account: Account) -> str:
         unit = await self.directory.unit_by_id(account.unit_id)
         return unit.name if unit else ""

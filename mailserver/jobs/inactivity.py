@@ -79,18 +79,13 @@ class InactivityJob(JobBase):
         day = deadline.astimezone(self.app.policy.tz).date()
         values = await self._values(acc, last)
         values.update(suspend_on=day_vi(day), suspend_on_en=day_en(day))
-        unit_box = await self.unit_mailbox(acc)
-        await self.notices.send("inactivity-warning.txt", acc, values, cc=[unit_box] if unit_box else [])
-        await self.directory.audit(SYSTEM, "notice.inactivity-warning", acc.address, rule=self.rule,
-                                   after={"last_activity": last, "suspend_on": day})
-        return Done({"suspend_on": day})
+        return await self.notify("inactivity-warning.txt", acc, values, "notice.inactivity-warning",
+                                 {"last_activity": last, "suspend_on": day})
 
     async def _suspend(self, acc: Account, last: datetime) -> Done:
         period = self.app.policy.inactivity.suspend_after
         reason = (f"không phát sinh giao dịch gửi, nhận trong {duration_vi(period)} (Điều 6.2.a) / "
                   f"no sending, receiving or login for {period} (Article 6.2.a)")
         await self.directory.suspend(acc.address, reason, actor=SYSTEM, rule=self.rule)
-        unit_box = await self.unit_mailbox(acc)
-        await self.notices.send("inactivity-suspended.txt", acc, await self._values(acc, last),
-                                cc=[unit_box] if unit_box else [])
-        return Done({"last_activity": last, "notified": [a.address for a in (acc, unit_box) if a]})
+        return await self.notify("inactivity-suspended.txt", acc, await self._values(acc, last),
+                                 "notice.inactivity-suspended", {"last_activity": last})

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from mailserver.jobs.base import SYSTEM, Action, Done, JobBase
+from mailserver.jobs.base import Action, Done, JobBase
 from mailserver.notices import day_en, day_vi, duration_vi, moment_en, moment_vi
 from policy.deadlines import reminder_day
 from policy.units import CalendarDuration
@@ -69,9 +69,8 @@ class MaintenanceJob(JobBase):
         async def run() -> Done:
             accounts = await self.recipients()
             delivered = await self.notices.broadcast(template, accounts, self.values(w))
-            await self.directory.audit(SYSTEM, f"notice.maintenance-{what}", f"maintenance:{w.id}", rule=self.rule,
-                                       after={"recipients": len(accounts), "delivered": delivered,
-                                              "start": w.start_at, "end": w.end_at})
-            return Done({"recipients": len(accounts), "delivered": delivered})
+            return await self.recorded(f"notice.maintenance-{what}", f"maintenance:{w.id}",
+                                       {"recipients": len(accounts), "delivered": delivered,
+                                        "start": w.start_at, "end": w.end_at})
 
         return self.action(f"{w.id}:{what}", f"maintenance:{w.id}", summary, run)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from mailserver.jobs.base import SYSTEM, Action, Done, JobBase
+from mailserver.jobs.base import Action, Done, JobBase
 from mailserver.notices import days_en, moment_en, moment_vi
 from policy.deadlines import due_warning, time_left
 from policy.lockstate import LockState, PasswordState
@@ -53,6 +53,4 @@ class PasswordJob(JobBase):
                   "days_en": days_en(days), "min_length": str(p.min_length),
                   "special": " ".join(p.special_characters)}
         await self.notices.send("password-expiry.txt", acc, values)
-        await self.directory.audit(SYSTEM, "notice.password-expiry", acc.address, rule=self.rule,
-                                   after={"expires_at": expires, "days_left": days})
-        return Done({"expires_at": expires, "days_left": days})
+        return await self.recorded("notice.password-expiry", acc.address, {"expires_at": expires, "days_left": days})

@@ -23,7 +23,7 @@ import contextlib
 from datetime import date, datetime
 from pathlib import Path
 
-from mailserver.jobs.base import SYSTEM, Action, Done, JobBase
+from mailserver.jobs.base import Action, Done, JobBase
 from policy.deadlines import expired_days, expunge_before, retention_cutoff
 from policy.lockstate import LockState
 from policy.units import CalendarDuration
@@ -77,9 +77,8 @@ class FolderRetentionJob(JobBase):
 
     async def _expunge(self, acc: Account, folder: str, before: datetime, keep: CalendarDuration) -> Done:
         count, size = await self.app.store.expunge_saved_before(acc, folder, before)
-        detail = {"folder": folder, "messages": count, "bytes": size, "older_than": str(keep)}
-        await self.directory.audit(SYSTEM, "mailbox.expunge", acc.address, after=detail, rule=self.rule)
-        return Done(detail)
+        return await self.recorded("mailbox.expunge", acc.address,
+                                   {"folder": folder, "messages": count, "bytes": size, "older_than": str(keep)})
 
 
 class LogRetentionJob(JobBase):
@@ -111,10 +110,8 @@ class LogRetentionJob(JobBase):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
                 removed.append(path.name)
-        detail = {"removed": removed, "mail_logs_before": cut_mail, "server_logs_before": cut_server}
-        await self.directory.audit(SYSTEM, "logs.purge", str(self.app.settings.paths.log_dir), after=detail,
-                                   rule=self.rule)
-        return Done(detail)
+        return await self.recorded("logs.purge", str(self.app.settings.paths.log_dir),
+                                   {"removed": removed, "mail_logs_before": cut_mail, "server_logs_before": cut_server})
 
 
 class RecordsRetentionJob(JobBase):
@@ -138,5 +135,5 @@ class RecordsRetentionJob(JobBase):
             "audit_before": audit_before, "counters_before": counters_before,
         }
         if any(detail[k] for k in ("audit_rows", "ledger_rows", "counter_rows")):
-            await self.directory.audit(SYSTEM, "records.purge", None, after=detail, rule=self.rule)
+            return await self.recorded("records.purge", None, detail)
         return Done(detail)

@@ -81,12 +81,8 @@ class RetirementJob(JobBase):
         async def run() -> Done:
             values = await self._values(acc, revoke_on)
             values.update(lock_date=day_vi(lock_on), lock_date_en=day_en(lock_on))
-            unit_box = await self.unit_mailbox(acc)
-            await self.notices.send("retirement-locked.txt", acc, values, cc=[unit_box] if unit_box else [])
-            await self.directory.audit(SYSTEM, "notice.retirement-locked", acc.address, rule=self.rule,
-                                       after={"lock_on": lock_on, "revoke_on": revoke_on,
-                                              "cc": unit_box.address if unit_box else None})
-            return Done({"lock_on": lock_on, "revoke_on": revoke_on})
+            return await self.notify("retirement-locked.txt", acc, values, "notice.retirement-locked",
+                                     {"lock_on": lock_on, "revoke_on": revoke_on})
 
         return self.action(f"locked:{acc.id}:{acc.retired_on}", acc.address,
                            f"tell {acc.address}: sending locked since {lock_on}, revoked on {revoke_on}", run,
@@ -96,11 +92,8 @@ class RetirementJob(JobBase):
         left = days_left(revoke_on, self.today(self.app.clock()))
         values = await self._values(acc, revoke_on)
         values.update(days=str(left), days_en=days_en(left))
-        unit_box = await self.unit_mailbox(acc)
-        await self.notices.send("revocation-warning.txt", acc, values, cc=[unit_box] if unit_box else [])
-        await self.directory.audit(SYSTEM, "notice.revocation-warning", acc.address, rule=self.rule,
-                                   after={"revoke_on": revoke_on, "days_left": left})
-        return Done({"revoke_on": revoke_on, "days_left": left})
+        return await self.notify("revocation-warning.txt", acc, values, "notice.revocation-warning",
+                                 {"revoke_on": revoke_on, "days_left": left})
 
     # ------------------------------------------------------------------ revocation and archive
 
