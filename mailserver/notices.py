@@ -76,6 +76,36 @@ def placeholders(text: str) -> set[str]:
     return {a or b for a, b in PLACEHOLDER.findall(body.replace("$$", ""))}
 
 
+COMMON_PLACEHOLDERS = frozenset({"support", "postmaster", "account_url", "hostname", "domain", "date", "date_en",
+                                 "name", "address"})
+
+
+def check_templates(override_dir: Path | None) -> list[ConfigProblem]:
+    """`config check`: every edited template parses and uses only placeholders the server fills in
+    (a misspelt `$nmae` would otherwise reach every mailbox as it is), and every file there is named
+    after a template (a misspelt file name would silently leave the built-in text in use)."""
+    if override_dir is None or not override_dir.is_dir():
+        return []
+    problems = []
+    known = set(builtin_templates())
+    for path in sorted(override_dir.glob("*.txt")):
+        if path.name not in known:
+            problems.append(ConfigProblem(str(path), None, "",
+                                          f"not a notice template (known: {', '.join(sorted(known))})"))
+            continue
+        text = path.read_text(encoding="utf-8")
+        try:
+            render(text, {}, str(path))
+        except ConfigError as e:
+            problems += e.problems
+            continue
+        allowed = placeholders((BUILTIN / path.name).read_text(encoding="utf-8")) | COMMON_PLACEHOLDERS
+        for name in sorted(placeholders(text) - allowed):
+            problems.append(ConfigProblem(str(path), None, "", f"unknown placeholder ${name} (this template has: "
+                                          + " ".join(f"${n}" for n in sorted(allowed)) + ")"))
+    return problems
+
+
 def render(text: str, values: dict[str, str], source: str = "template") -> Notice:
     """Fill `$placeholders`; split into the subject line and the `--- <lang>` parts."""
     lines = [ln for ln in text.splitlines() if not ln.startswith("#")]

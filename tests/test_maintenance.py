@@ -154,3 +154,24 @@ def test_bad_input_names_the_field(province):
     assert err("--start", "2026-11-30 22:00", "--duration", "3h", "--reason", "x") == (
         "error: start: 2026-11-30 22:00 is not in the future")
     assert err("--start", "2026-12-20 22:00", "--duration", "3h", "--reason", " ").startswith("error: reason:")
+
+
+def test_config_check_finds_mistakes_in_edited_templates(province, tmp_path):
+    folder = tmp_path / "texts"
+    cli(province, "notice", "templates", "--export", str(folder), check=True)
+    province.write_text(province.read_text().replace("  data: ../data\n", f"  data: ../data\n  templates: {folder}\n"))
+    assert cli(province, "config", "check").returncode == 0
+    text = (folder / "password-expiry.txt").read_text(encoding="utf-8")
+    (folder / "password-expiry.txt").write_text(text.replace("$name,", "$nmae,", 1), encoding="utf-8")
+    (folder / "maintenace.txt").write_text("Subject: x\n--- vi\nx\n", encoding="utf-8")
+    (folder / "revoked.txt").write_text("--- vi\nno subject\n", encoding="utf-8")
+    proc = cli(province, "config", "check")
+    assert proc.returncode == 1
+    errors = proc.stderr.strip().splitlines()
+    assert len(errors) == 3
+    assert errors[0].endswith("maintenace.txt: not a notice template (known: inactivity-suspended.txt, "
+                              "inactivity-warning.txt, maintenance-cancelled.txt, maintenance-reminder.txt, "
+                              "maintenance.txt, password-expiry.txt, quota-warning.txt, retirement-locked.txt, "
+                              "revocation-warning.txt, revoked.txt)")
+    assert "password-expiry.txt: unknown placeholder $nmae (this template has: $account_url $address" in errors[1]
+    assert errors[2].endswith('revoked.txt: the first line must be "Subject: ..."')

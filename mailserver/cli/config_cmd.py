@@ -9,6 +9,7 @@ import sys
 import yaml
 
 from mailserver.cli.common import Context, out
+from mailserver.notices import check_templates
 from policy.errors import ConfigError
 from policy.limits import message_size_limit
 from policy.units import format_size
@@ -18,7 +19,8 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p = sub.add_parser("config", help="check or show the configuration")
     csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     c = csub.add_parser("check", parents=parents, help="validate mailserver.yaml and policy.yaml",
-                        description="Print every error with file, line and key; exit status 1 on error.")
+                        description="Print every error with file, line and key (and of the edited notice "
+                        "templates in paths.templates); exit status 1 on error.")
     c.set_defaults(handler=check)
     s = csub.add_parser("show", parents=parents, help="print the effective configuration (defaults included)")
     s.set_defaults(handler=show)
@@ -27,6 +29,9 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 async def check(ctx: Context, args: argparse.Namespace) -> int:
     try:
         loaded = ctx.loaded
+        problems = check_templates(loaded.settings.paths.templates)
+        if problems:
+            raise ConfigError(problems)
     except ConfigError as e:
         if ctx.json:
             print(json.dumps({"ok": False, "errors": [str(p) for p in e.problems]}, ensure_ascii=False, indent=2))
