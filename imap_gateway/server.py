@@ -24,6 +24,7 @@ from imap_gateway.conn import Connection
 from imap_gateway.session import Session
 from policy.model import AttachmentPolicy
 from storage.auth import AuthService
+from storage.metrics import ServerMetrics
 from storage.records import Account
 
 # Importing the command modules registers their handlers.
@@ -44,7 +45,9 @@ class ImapBackend:
     ssl_context: ssl.SSLContext | None
     # Dates in SEARCH (BEFORE/ON/SINCE) are calendar days here: the policy's time zone.
     timezone: tzinfo = UTC
-    # Called with (event name, session) for metrics: "login", "logout".
+    # The App's shared counters (storage/metrics.py); logins are counted by AuthService itself.
+    metrics: ServerMetrics | None = None
+    # Called with (event name, session): "login", "logout".
     observers: list[Callable[[str, Session], None]] = field(default_factory=list)
     sessions: set[Session] = field(default_factory=set)
     by_account: dict[int, set[Session]] = field(default_factory=dict)
@@ -175,11 +178,17 @@ class ImapServer:
         session = Session(self, conn)
         self.sessions.add(session)
         self.backend.sessions.add(session)
+        metrics = self.backend.metrics
+        if metrics is not None:
+            metrics.connections.labels(listener=self.name).inc()
+            metrics.imap_sessions.inc()
         try:
             await session.run()
         finally:
             self.sessions.discard(session)
             self.backend.sessions.discard(session)
+            if metrics is not None:
+                metrics.imap_sessions.dec()
 
     async def login(self, session: Session, account: Account) -> None:
         await self.backend.login(session, account)

@@ -68,6 +68,7 @@ def imap_services(app: App) -> list[Service]:
         attachments=app.policy.attachments,
         ssl_context=server_context(settings.cert_path, settings.key_path),
         timezone=app.policy.tz,
+        metrics=app.metrics,
     )
     backend.observers.append(imap_session_gauge(app.metrics))
     services: list[Service] = []

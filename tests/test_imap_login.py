@@ -53,10 +53,19 @@ def test_plain_port_disables_login_until_starttls(server, user):
 
 
 def test_login_on_the_implicit_tls_port(server, user):
+    def logins():
+        return server.call(lambda app: _sample(app, "mailserver_logins_total", {"protocol": "imap"})) or 0
+
+    before = logins()
     c = server.imaps()
     assert "AUTH=PLAIN" in c.capabilities
     assert c.login(user.split("@")[0], PLAIN_PASSWORD)[0] == "OK"  # a bare local part means the primary domain
     c.logout()
+    assert logins() == before + 1  # counted for /metrics by the shared AuthService
+
+
+async def _sample(app, name, labels):
+    return app.metrics.registry.get_sample_value(name, labels)
 
 
 def test_starttls_discards_pipelined_plaintext(server):
