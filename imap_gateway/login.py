@@ -79,9 +79,12 @@ async def cmd_id(s: Session, tag: str, p: Parser) -> str:
     fields: dict[str, str] = {}
     if not p.take(b"NIL"):
         p.open_paren()
+        p.take_sp()  # aioimaplib writes "( ... )" with spaces inside; harmless to accept
         while not p.close_paren():
             if fields:
                 p.sp()
+                if p.close_paren():
+                    break
             key = p.string("a field name").decode("utf-8", "replace")[:30]
             p.sp()
             value = p.nil_or_string()
