@@ -25,6 +25,7 @@ import asyncio
 import base64
 import concurrent.futures
 import imaplib
+import json
 import os
 import random
 import socket
@@ -271,15 +272,25 @@ def main() -> None:
     ap.add_argument("--idle", type=int, default=1000, help="IDLE connections (0: skip)")
     ap.add_argument("--idle-accounts", type=int, default=250)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--keep", type=Path, help="build the data here once and reuse it on later runs")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="imap-bench-") as tmp:
-        cfg = write_config(Path(tmp))
-        subprocess.run([sys.executable, "-m", "mailserver", "--config", str(cfg), "init"], check=True,
-                       capture_output=True, cwd=ROOT)
-        t = time.perf_counter()
-        data = asyncio.run(populate(cfg, args.messages, args.big, args.idle_accounts if args.idle else 0))
-        data["messages"], data["big_n"] = args.messages, args.big
-        print(f"set-up: {args.messages:,} + {args.big:,} messages in {time.perf_counter() - t:.0f} s")
+        base = args.keep or Path(tmp)
+        saved = base / "bench.json"
+        if saved.exists():
+            data = json.loads(saved.read_text())
+            cfg = base / "etc" / "mailserver.yaml"
+            print(f"reusing {base}: {data['messages']:,} + {data['big_n']:,} messages")
+        else:
+            cfg = write_config(base)
+            subprocess.run([sys.executable, "-m", "mailserver", "--config", str(cfg), "init"], check=True,
+                           capture_output=True, cwd=ROOT)
+            t = time.perf_counter()
+            data = asyncio.run(populate(cfg, args.messages, args.big, args.idle_accounts if args.idle else 0))
+            data["messages"], data["big_n"] = args.messages, args.big
+            print(f"set-up: {args.messages:,} + {args.big:,} messages in {time.perf_counter() - t:.0f} s")
+            if args.keep:
+                saved.write_text(json.dumps(data))
         server = Server(cfg)
         try:
             measure(server, data, args.runs)

@@ -54,6 +54,30 @@ def command(name: str, states: frozenset[State], *, expunge_ok: bool = True) -> 
     return register
 
 
+UidHandler = Callable[["Session", str, "Parser", bool], Awaitable["Ok | str | None"]]
+
+
+def uid_pair(name: str, states: frozenset[State], *, expunge_ok: bool = True) -> Callable[[UidHandler], UidHandler]:
+    """Register NAME and UID NAME (RFC 3501 §6.4.8) with one handler that takes `uid`.
+
+    `expunge_ok` is for the message-number form; the UID form may always
+    receive EXPUNGE responses.
+    """
+
+    def register(fn: UidHandler) -> UidHandler:
+        async def by_number(s: Session, tag: str, p: Parser) -> Ok | str | None:
+            return await fn(s, tag, p, False)
+
+        async def by_uid(s: Session, tag: str, p: Parser) -> Ok | str | None:
+            return await fn(s, tag, p, True)
+
+        COMMANDS[name] = Command(name, by_number, states, expunge_ok)
+        COMMANDS["UID " + name] = Command("UID " + name, by_uid, states, True)
+        return fn
+
+    return register
+
+
 # Commands that may refuse a literal before the client sends it (APPEND: quota,
 # size; RFC 3501 §7.5 lets the server answer NO instead of "+").
 LiteralCheck = Callable[["Session", bytes, int], Awaitable[bytes | None]]

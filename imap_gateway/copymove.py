@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from imap_gateway.commands import SELECTED, command
+from imap_gateway.commands import SELECTED, uid_pair
 from imap_gateway.parse import Parser, seqset_of
 from imap_gateway.responses import No, Ok
 from policy.errors import NotFound
@@ -20,24 +20,14 @@ if TYPE_CHECKING:
     from imap_gateway.session import Session
 
 
-@command("COPY", SELECTED)
-async def cmd_copy(s: Session, tag: str, p: Parser) -> Ok:
-    return await copy_or_move(s, p, uid=False, move=False)
+@uid_pair("COPY", SELECTED)
+async def cmd_copy(s: Session, tag: str, p: Parser, uid: bool) -> Ok:
+    return await copy_or_move(s, p, uid=uid, move=False)
 
 
-@command("UID COPY", SELECTED)
-async def cmd_uid_copy(s: Session, tag: str, p: Parser) -> Ok:
-    return await copy_or_move(s, p, uid=True, move=False)
-
-
-@command("MOVE", SELECTED)
-async def cmd_move(s: Session, tag: str, p: Parser) -> Ok:
-    return await copy_or_move(s, p, uid=False, move=True)
-
-
-@command("UID MOVE", SELECTED)
-async def cmd_uid_move(s: Session, tag: str, p: Parser) -> Ok:
-    return await copy_or_move(s, p, uid=True, move=True)
+@uid_pair("MOVE", SELECTED)
+async def cmd_move(s: Session, tag: str, p: Parser, uid: bool) -> Ok:
+    return await copy_or_move(s, p, uid=uid, move=True)
 
 
 async def copy_or_move(s: Session, p: Parser, uid: bool, move: bool) -> Ok:

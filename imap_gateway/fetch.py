@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from imap_gateway import structure, wire
-from imap_gateway.commands import SELECTED, command
+from imap_gateway.commands import SELECTED, uid_pair
 from imap_gateway.parse import FetchAtt, Parser, Section, seqset_of
 from imap_gateway.responses import No
 from imap_gateway.structure import NoSuchPart
@@ -44,16 +44,6 @@ MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep"
 RFC822_SECTIONS = {"RFC822": Section(), "RFC822.HEADER": Section((), "HEADER"), "RFC822.TEXT": Section((), "TEXT")}
 
 
-@command("FETCH", SELECTED, expunge_ok=False)
-async def cmd_fetch(s: Session, tag: str, p: Parser) -> str:
-    return await fetch(s, p, uid=False)
-
-
-@command("UID FETCH", SELECTED)
-async def cmd_uid_fetch(s: Session, tag: str, p: Parser) -> str:
-    return await fetch(s, p, uid=True)
-
-
 def internal_date(when: datetime, tz: tzinfo = UTC) -> bytes:
     """RFC 3501 date-time in the province's time zone: "28-Nov-2026 10:00:00 +0700"."""
     off = int((tz.utcoffset(when) or timedelta(0)).total_seconds())
@@ -63,7 +53,8 @@ def internal_date(when: datetime, tz: tzinfo = UTC) -> bytes:
         t.tm_mday, MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour, t.tm_min, t.tm_sec, sign, m // 60, m % 60)
 
 
-async def fetch(s: Session, p: Parser, uid: bool) -> str:
+@uid_pair("FETCH", SELECTED, expunge_ok=False)
+async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> str:
     p.sp()
     seqset = p.seqset()
     p.sp()

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from imap_gateway import wire
-from imap_gateway.commands import SELECTED, command
+from imap_gateway.commands import SELECTED, uid_pair
 from imap_gateway.parse import Parser, seqset_of
 from imap_gateway.responses import No, Ok
 
@@ -24,17 +24,8 @@ if TYPE_CHECKING:
 MODES = {"": "replace", "+": "add", "-": "remove"}
 
 
-@command("STORE", SELECTED, expunge_ok=False)
-async def cmd_store(s: Session, tag: str, p: Parser) -> Ok:
-    return await store(s, p, uid=False)
-
-
-@command("UID STORE", SELECTED)
-async def cmd_uid_store(s: Session, tag: str, p: Parser) -> Ok:
-    return await store(s, p, uid=True)
-
-
-async def store(s: Session, p: Parser, uid: bool) -> Ok:
+@uid_pair("STORE", SELECTED, expunge_ok=False)
+async def cmd_store(s: Session, tag: str, p: Parser, uid: bool) -> Ok:
     p.sp()
     seqset = p.seqset()
     p.sp()

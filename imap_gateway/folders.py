@@ -65,13 +65,8 @@ def list_line(s: Session, name: str, attrs: list[str], extra: bytes = b"", verb:
 async def cmd_list(s: Session, tag: str, p: Parser) -> str:
     p.sp()
     select: set[str] = set()
-    if p.take(b"("):  # LIST-EXTENDED selection options
-        while not p.close_paren():
-            word = p.word("a selection option")
-            if word not in ("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"):
-                raise No(None, f"unknown LIST selection option {word}", status="BAD")
-            select.add(word)
-            p.take_sp()
+    if p.peek_is(b"("):  # LIST-EXTENDED selection options
+        select = set(p.keywords(("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"), "LIST selection option"))
         p.sp()
         if select == {"RECURSIVEMATCH"} or ("RECURSIVEMATCH" in select and "SUBSCRIBED" not in select
                                              and "SPECIAL-USE" not in select):
@@ -95,13 +90,7 @@ async def cmd_list(s: Session, tag: str, p: Parser) -> str:
             word = p.word("a return option")
             if word == "STATUS":  # RFC 5819 LIST-STATUS
                 p.sp()
-                p.open_paren()
-                while not p.close_paren():
-                    item = p.word("a status item")
-                    if item not in STATUS_ITEMS:
-                        raise No(None, f"unknown STATUS item {item}", status="BAD")
-                    status_items.append(item)
-                    p.take_sp()
+                status_items = p.keywords(STATUS_ITEMS, "STATUS item")
             elif word not in ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE"):
                 raise No(None, f"unknown LIST return option {word}", status="BAD")
             returns.add(word)
@@ -221,9 +210,7 @@ def _check_name(name: str) -> None:
 
 @command("DELETE", AUTH)
 async def cmd_delete(s: Session, tag: str, p: Parser) -> str:
-    p.sp()
-    name = p.mailbox()
-    p.end()
+    name = p.sole_mailbox()
     if name == "INBOX":
         raise No("CANNOT", "INBOX cannot be deleted")
     await s.mbox.delete_folder(name)
@@ -246,17 +233,11 @@ async def cmd_rename(s: Session, tag: str, p: Parser) -> str:
 
 @command("SUBSCRIBE", AUTH)
 async def cmd_subscribe(s: Session, tag: str, p: Parser) -> str:
-    p.sp()
-    name = p.mailbox()
-    p.end()
-    await s.mbox.subscribe(name, True)
+    await s.mbox.subscribe(p.sole_mailbox(), True)
     return "SUBSCRIBE completed"
 
 
 @command("UNSUBSCRIBE", AUTH)
 async def cmd_unsubscribe(s: Session, tag: str, p: Parser) -> str:
-    p.sp()
-    name = p.mailbox()
-    p.end()
-    await s.mbox.subscribe(name, False)
+    await s.mbox.subscribe(p.sole_mailbox(), False)
     return "UNSUBSCRIBE completed"

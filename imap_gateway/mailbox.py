@@ -131,15 +131,8 @@ async def cmd_status(s: Session, tag: str, p: Parser) -> str:
     p.sp()
     name = p.mailbox()
     p.sp()
-    p.open_paren()
-    items = [p.word("a status item")]
-    while not p.close_paren():
-        p.sp()
-        items.append(p.word("a status item"))
+    items = p.keywords(STATUS_ITEMS, "STATUS item")
     p.end()
-    for item in items:
-        if item not in STATUS_ITEMS:
-            raise No(None, f"unknown STATUS item {item}", status="BAD")
     if "HIGHESTMODSEQ" in items:
         s.enabled.add("CONDSTORE")
     s.send(await status_line(s, name, items))

@@ -386,6 +386,28 @@ class Parser:
     def open_paren(self) -> None:
         self.expect(b"(", "'('")
 
+    def keywords(self, allowed: tuple[str, ...] | frozenset[str], what: str) -> list[str]:
+        """`(WORD WORD ...)` where each word is one of `allowed` (STATUS items, RETURN options ...)."""
+        self.open_paren()
+        words: list[str] = []
+        while not self.close_paren():
+            if words:
+                self.sp()
+            start = self.pos
+            word = self.word(what)
+            if word not in allowed:
+                self.pos = start
+                raise self.error(f"unknown {what} {word}")
+            words.append(word)
+        return words
+
+    def sole_mailbox(self) -> str:
+        """` mailbox` and nothing after it: DELETE, SUBSCRIBE, GETQUOTAROOT ..."""
+        self.sp()
+        name = self.mailbox()
+        self.end()
+        return name
+
     def close_paren(self) -> bool:
         return self.take(b")")
 

@@ -35,9 +35,7 @@ async def quota_line(s: Session) -> str:
 
 @command("GETQUOTAROOT", AUTH)
 async def cmd_getquotaroot(s: Session, tag: str, p: Parser) -> str:
-    p.sp()
-    name = p.mailbox()
-    p.end()
+    name = p.sole_mailbox()
     await s.mbox.status(name)  # NO [NONEXISTENT] for a folder that does not exist
     s.send(b"* QUOTAROOT " + wire.mailbox(name, s.utf8) + b' ""\r\n')
     s.untagged(await quota_line(s))

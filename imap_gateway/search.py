@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 
-from imap_gateway.commands import SELECTED, command
+from imap_gateway.commands import SELECTED, uid_pair
 from imap_gateway.parse import ParseError, Parser, SearchKey, SeqSet, seqset_of
 from imap_gateway.responses import No
 
@@ -47,31 +47,13 @@ COST = {"meta": 2, "text": 3, "header": 4}
 RETURN_OPTIONS = ("MIN", "MAX", "ALL", "COUNT")
 
 
-@command("SEARCH", SELECTED, expunge_ok=False)
-async def cmd_search(s: Session, tag: str, p: Parser) -> str:
-    return await search(s, tag, p, uid=False)
-
-
-@command("UID SEARCH", SELECTED)
-async def cmd_uid_search(s: Session, tag: str, p: Parser) -> str:
-    return await search(s, tag, p, uid=True)
-
-
-async def search(s: Session, tag: str, p: Parser, uid: bool) -> str:
+@uid_pair("SEARCH", SELECTED, expunge_ok=False)
+async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> str:
     p.sp()
     returns: list[str] | None = None
     if p.take(b"RETURN "):
-        p.open_paren()
-        returns = []
-        while not p.close_paren():
-            word = p.word("a return option")
-            if word not in RETURN_OPTIONS:
-                raise No(None, f"unsupported RETURN option {word}", status="BAD")
-            returns.append(word)
-            p.take_sp()
+        returns = p.keywords(RETURN_OPTIONS, "SEARCH RETURN option") or ["ALL"]  # RFC 4731 §3.1: () is ALL
         p.sp()
-        if not returns:
-            returns = ["ALL"]  # RFC 4731 §3.1: RETURN () means ALL
     if p.take(b"CHARSET "):
         charset = p.astring("a charset").decode("ascii", "replace").upper()
         if charset not in CHARSETS:

@@ -74,5 +74,15 @@ def imap(imap_server, imap_user):
         pass
 
 
+@pytest.fixture
+def wire(imap_server, imap_user):
+    """A raw IMAP connection logged in to a fresh account (tests/imap_support.Wire)."""
+    from tests.imap_support import Wire
+
+    w = Wire(imap_server, user=imap_user)
+    yield w
+    w.close()
+
+
 # SMTP: a real clamd per session, a DNS server and a running SMTP service per test (tests/smtp_fixtures.py)
 from tests.smtp_fixtures import clamd_daemon, dns, smtp_env  # noqa: E402, F401

@@ -23,13 +23,6 @@ def imap_server(tmp_path_factory):
         yield srv
 
 
-@pytest.fixture
-def wire(imap_server, imap_user):
-    w = Wire(imap_server, user=imap_user)
-    yield w
-    w.close()
-
-
 def append(wire: Wire, data: bytes, args: str = "INBOX", plus: bool = False) -> list[bytes]:
     wire.n += 1
     marker = b"{%d+}" % len(data) if plus else b"{%d}" % len(data)

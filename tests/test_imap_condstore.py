@@ -15,13 +15,10 @@ def modseq_of(lines: list[bytes], code: bytes = b"HIGHESTMODSEQ") -> int:
     return int(m.group(1))
 
 
-@pytest.fixture
-def wire(imap_server, imap_user):
+@pytest.fixture(autouse=True)
+def mail(imap_server, imap_user):
     for i in range(5):
         imap_server.deliver(imap_user, message(f"đồng bộ {i}"))
-    w = Wire(imap_server, user=imap_user)
-    yield w
-    w.close()
 
 
 def test_enable(wire):

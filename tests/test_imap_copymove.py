@@ -6,17 +6,14 @@ import re
 
 import pytest
 
-from tests.imap_support import Wire, message
+from tests.imap_support import message
 
 
-@pytest.fixture
-def wire(imap_server, imap_user):
+@pytest.fixture(autouse=True)
+def mail(imap_server, imap_user, wire):
     for i in range(4):
         imap_server.deliver(imap_user, message(f"chuyển {i}"))
-    w = Wire(imap_server, user=imap_user)
-    w.ok("SELECT INBOX")
-    yield w
-    w.close()
+    wire.ok("SELECT INBOX")
 
 
 def test_copy_returns_copyuid_and_keeps_the_source(wire):

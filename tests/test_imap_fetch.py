@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.imap_support import Wire, message
+from tests.imap_support import message
 
 NESTED = (
     "From: =?utf-8?b?VHLhuqduIFRo4buLIELDrG5o?= <binh@phuyen.gov.vn>\r\n"
@@ -95,13 +95,6 @@ def item(line: bytes, name: bytes):
     """The value of FETCH item `name` in a `* n FETCH (...)` line."""
     i = line.index(name + b" ") + len(name) + 1
     return sexp(line[i:])
-
-
-@pytest.fixture
-def wire(imap_server, imap_user):
-    w = Wire(imap_server, user=imap_user)
-    yield w
-    w.close()
 
 
 @pytest.fixture

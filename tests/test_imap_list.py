@@ -3,19 +3,10 @@ CREATE (with USE), RENAME, DELETE, SUBSCRIBE; Vietnamese names in modified UTF-7
 
 from __future__ import annotations
 
-import pytest
-
 from imap_gateway.utf7 import encode
-from tests.imap_support import Wire, message
+from tests.imap_support import message
 
 CONG_VAN = "Công văn đến"
-
-
-@pytest.fixture
-def wire(imap_server, imap_user):
-    w = Wire(imap_server, user=imap_user)
-    yield w
-    w.close()
 
 
 def listed(lines: list[bytes]) -> dict[str, bytes]:

@@ -3,14 +3,13 @@ connection that survives garbage, and a fuzz run against the live server."""
 
 from __future__ import annotations
 
-import socket
 import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.imap_support import make_server
+from tests.imap_support import Wire, make_server
 
 
 @pytest.fixture(scope="module")
@@ -19,36 +18,9 @@ def server(tmp_path_factory):
         yield srv
 
 
-class Wire:
-    """A plain socket to the STARTTLS port; reads whole lines."""
-
-    def __init__(self, server):
-        self.sock = socket.create_connection(("127.0.0.1", server.ports["imap"]), timeout=10)
-        self.file = self.sock.makefile("rb")
-        self.greeting = self.file.readline()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def line(self) -> bytes:
-        return self.file.readline()
-
-    def until_tagged(self, tag: bytes) -> list[bytes]:
-        lines = []
-        while True:
-            ln = self.line()
-            assert ln, f"connection closed; got {lines}"
-            lines.append(ln)
-            if ln.startswith(tag + b" "):
-                return lines
-
-    def close(self):
-        self.sock.close()
-
-
 @pytest.fixture
 def wire(server):
-    w = Wire(server)
+    w = Wire(server, tls=False)
     yield w
     w.close()
 
@@ -84,7 +56,7 @@ def test_synchronising_and_non_synchronising_literals(wire):
     wire.send(b"a ID ({4}\r\n")
     assert wire.line() == b"+ Ready for literal data\r\n"
     wire.send(b"name {6+}\r\nclient)\r\n")
-    lines = wire.until_tagged(b"a")
+    lines = wire.until(b"a")
     assert lines[0].startswith(b'* ID ("name" "phuyen-mailserver"')
     assert lines[-1].startswith(b"a OK")
 
@@ -112,10 +84,10 @@ def test_too_many_bad_commands_in_a_row_end_the_connection(wire):
 
 def test_id_and_logout(wire):
     wire.send(b'a ID ("name" "Thunderbird" "version" "115.0")\r\n')
-    lines = wire.until_tagged(b"a")
+    lines = wire.until(b"a")
     assert b'"version" "0.1.0"' in lines[0]
     wire.send(b"b ID NIL\r\n")
-    assert wire.until_tagged(b"b")[-1].startswith(b"b OK")
+    assert wire.until(b"b")[-1].startswith(b"b OK")
     wire.send(b"c LOGOUT\r\n")
     assert wire.line().startswith(b"* BYE")
     assert wire.line().startswith(b"c OK")
@@ -140,14 +112,14 @@ def junk_command(draw):
 @given(commands=st.lists(junk_command(), min_size=1, max_size=5))
 def test_fuzz_the_live_server_with_random_commands(server, commands):
     """Whatever arrives, each line gets a response and the connection keeps working."""
-    w = Wire(server)
+    w = Wire(server, tls=False)
     try:
         for cmd in commands:
             if b"STARTTLS" in cmd.upper() or b"LOGOUT" in cmd.upper() or b"AUTHENTICATE" in cmd.upper():
                 continue  # these legitimately change the connection; they have their own tests
             w.send(cmd + b"\r\n")
             w.send(b"zz NOOP\r\n")
-            lines = w.until_tagged(b"zz")
+            lines = w.until(b"zz")
             assert lines[-1].startswith(b"zz OK"), lines
     finally:
         w.close()
@@ -159,7 +131,7 @@ def test_connections_and_sessions_are_counted(server):
 
     before = sample("mailserver_connections_total", listener="imap")
     open_before = sample("mailserver_imap_sessions")
-    w = Wire(server)
+    w = Wire(server, tls=False)
     w.send(b"a NOOP\r\n")
     assert w.line().startswith(b"a OK")
     assert sample("mailserver_connections_total", listener="imap") == before + 1

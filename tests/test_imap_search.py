@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.imap_support import Wire, message
+from tests.imap_support import message
 
 MAIL = [
     # subject, sender, body, date, flags, extra
@@ -18,16 +18,13 @@ MAIL = [
 ]
 
 
-@pytest.fixture
-def wire(imap_server, imap_user):
+@pytest.fixture(autouse=True)
+def mail(imap_server, imap_user, wire):
     for subject, sender, body, date, flags, extra in MAIL:
         imap_server.deliver(imap_user, message(subject, body, sender=sender, date=date, extra_headers=extra),
                             flags=frozenset(flags))
     imap_server.deliver(imap_user, message("Large", "x" * 20000, date="Thu, 12 Mar 2026 10:00:00 +0700"))
-    w = Wire(imap_server, user=imap_user)
-    w.ok("SELECT INBOX")
-    yield w
-    w.close()
+    wire.ok("SELECT INBOX")
 
 
 def found(wire, criteria: str | bytes, uid: bool = False) -> list[int]:

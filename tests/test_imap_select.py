@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-import pytest
-
-from tests.imap_support import Wire, message
-
-
-@pytest.fixture
-def wire(imap_server, imap_user):
-    w = Wire(imap_server, user=imap_user)
-    yield w
-    w.close()
+from tests.imap_support import message
 
 
 def fill(server, user, n=3, flags=()):

@@ -10,14 +10,11 @@ import pytest
 from tests.imap_support import Wire, message
 
 
-@pytest.fixture
-def wire(imap_server, imap_user):
+@pytest.fixture(autouse=True)
+def mail(imap_server, imap_user, wire):
     for i in range(3):
         imap_server.deliver(imap_user, message(f"cờ {i}"))
-    w = Wire(imap_server, user=imap_user)
-    w.ok("SELECT INBOX")
-    yield w
-    w.close()
+    wire.ok("SELECT INBOX")
 
 
 def test_add_remove_replace(wire):
