@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import imaplib
 import json
 import os
@@ -154,8 +155,17 @@ async def populate(cfg: Path, messages: int, big: int, idle_accounts: int) -> di
     return out
 
 
-def median_ms(samples: list[float]) -> str:
-    return f"{statistics.median(samples) * 1000:8.1f} ms"
+async def maildirs(cfg: Path, data: dict[str, Any]) -> dict[str, Path]:
+    """Where the store keeps each benchmark account's Maildir (for the Dovecot baseline)."""
+    app = await App.open(loaded=load(cfg))
+    try:
+        out = {}
+        for addr in [data["sync"][0], *([data["big"]] if "big" in data else [])]:
+            account = await app.directory.get_account(addr)
+            out[addr] = app.store.mailbox_path(account)
+        return out
+    finally:
+        await app.close()
 
 
 class Server:
@@ -193,6 +203,91 @@ class Server:
             self.proc.kill()
 
 
+class Dovecot:
+    """Debian's Dovecot 2.3 serving the same Maildir files, as the baseline (bench only).
+
+    Its own index and UID list go to a separate folder (INDEX=, CONTROL=), so
+    it reads our Maildir files but writes none of our control files.
+    """
+
+    def __init__(self, base: Path, cfg: Path, mailboxes: dict[str, Path]) -> None:
+        loaded = load(cfg)
+        run = base / "dovecot"
+        run.mkdir(exist_ok=True)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = int(probe.getsockname()[1])
+        # Dovecot will not run mail processes as root: it works as "nobody", so the (temporary,
+        # benchmark) tree is opened to it; it runs after our measurements and may move new/ to cur/.
+        for folder in [base, *base.rglob("*")]:
+            folder.chmod(folder.stat().st_mode | (0o777 if folder.is_dir() else 0o666))
+        users = []
+        for addr, path in mailboxes.items():
+            state = run / "state" / addr
+            state.mkdir(parents=True, exist_ok=True)
+            os.chown(state, 65534, 65534)
+            users.append(f"{addr}:{{PLAIN}}{PASSWORD}::::::userdb_mail=maildir:{path}:INDEX={state}/index"
+                         f":CONTROL={state}/control userdb_uid=65534 userdb_gid=65534 userdb_home={state}")
+        (run / "users").write_text("\n".join(users) + "\n", encoding="utf-8")
+        conf = run / "dovecot.conf"
+        conf.write_text(f"""base_dir = {run}/run
+state_dir = {run}/lib
+log_path = {run}/dovecot.log
+listen = 127.0.0.1
+protocols = imap
+ssl = required
+ssl_cert = <{loaded.settings.cert_path}
+ssl_key = <{loaded.settings.key_path}
+mail_privileged_group =
+auth_mechanisms = plain
+passdb {{
+  driver = passwd-file
+  args = {run}/users
+}}
+userdb {{
+  driver = prefetch
+}}
+service imap-login {{
+  inet_listener imap {{
+    port = 0
+  }}
+  inet_listener imaps {{
+    port = {self.port}
+    ssl = yes
+  }}
+}}
+service auth {{
+  user = root
+}}
+service auth-worker {{
+  user = root
+}}
+service anvil {{
+  chroot =
+}}
+service imap-login {{
+  chroot =
+}}
+""", encoding="utf-8")
+        self.conf = conf
+        # Dovecot daemonises and its daemon keeps stdout open: no pipes, or run() would wait for it.
+        subprocess.run(["/usr/sbin/dovecot", "-c", str(conf)], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                break
+            time.sleep(0.1)
+        self.ctx = ssl.create_default_context(cafile=str(loaded.settings.cert_path))
+
+    def client(self) -> imaplib.IMAP4_SSL:
+        return imaplib.IMAP4_SSL("localhost", self.port, ssl_context=self.ctx, timeout=60)
+
+    def stop(self) -> None:
+        subprocess.run(["/usr/sbin/dovecot", "-c", str(self.conf), "stop"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+
 def timed(fn: Any) -> float:
     t = time.perf_counter()
     typ, data = fn()
@@ -201,43 +296,72 @@ def timed(fn: Any) -> float:
     return elapsed
 
 
-def measure(server: Server, data: dict[str, Any], runs: int) -> None:
+def measure(client: Any, data: dict[str, Any], runs: int) -> dict[str, float]:
+    """Medians (seconds) of each operation; one warm-up round first, as a client that syncs daily."""
     addr, big_uid = data["sync"]
     res: dict[str, list[float]] = {k: [] for k in ("noop", "login", "select", "first", "search", "body")}
-    for _ in range(runs):
-        c = server.client()
-        res["login"].append(timed(lambda c=c: c.login(addr, PASSWORD)))
-        res["noop"].append(timed(c.noop))
-        res["select"].append(timed(lambda c=c: c.select("INBOX")))
-        res["first"].append(timed(lambda c=c: c.uid("FETCH", "1:*", FIRST_SYNC)))
+    for run in range(runs + 1):
+        c = client()
+        samples = {
+            "login": timed(lambda c=c: c.login(addr, PASSWORD)),
+            "noop": timed(c.noop),
+            "select": timed(lambda c=c: c.select("INBOX")),
+            "first": timed(lambda c=c: c.uid("FETCH", "1:*", FIRST_SYNC)),
+        }
         c.literal = "công văn".encode()
-        res["search"].append(timed(lambda c=c: c.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT")))
-        res["body"].append(timed(lambda c=c: c.uid("FETCH", str(big_uid), "(BODY.PEEK[])")))
+        samples["search"] = timed(lambda c=c: c.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT"))
+        samples["body"] = timed(lambda c=c: c.uid("FETCH", str(big_uid), "(BODY.PEEK[])"))
         c.logout()
-    n = data["messages"]
-    print(f"folder of {n:,} messages (imaplib over TLS, median of {runs}):")
-    print(f"  baseline NOOP round trip     {median_ms(res['noop'])}")
-    print(f"  LOGIN                        {median_ms(res['login'])}")
-    print(f"  SELECT                       {median_ms(res['select'])}")
-    print(f"  first-sync header fetch      {median_ms(res['first'])}   (target < 300 ms for 10k)")
-    print(f"  UID SEARCH SUBJECT (vi)      {median_ms(res['search'])}")
-    print(f"  UID FETCH n BODY[] (1 MB)    {median_ms(res['body'])}")
+        if run:
+            for k, v in samples.items():
+                res[k].append(v)
+    out = {k: statistics.median(v) for k, v in res.items()}
     if "big" in data:
         sel, flag = [], []
-        for _ in range(runs):
-            c = server.client()
+        for run in range(runs + 1):
+            c = client()
             c.login(data["big"], PASSWORD)
-            sel.append(timed(lambda c=c: c._simple_command("SELECT", '"L&AbA-u tr&Hu8-"')))
+            t = timed(lambda c=c: c._simple_command("SELECT", '"L&AbA-u tr&Hu8-"'))
             c.state = "SELECTED"
             uid = str(random.randint(1, data["big_n"]))
-            flag.append(timed(lambda c=c, uid=uid: c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Flagged)")))
+            f = timed(lambda c=c, uid=uid: c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Flagged)"))
             c.logout()
-        print(f"folder of {data['big_n']:,} messages:")
-        print(f"  SELECT                       {median_ms(sel)}   (target < 100 ms)")
-        print(f"  UID STORE +FLAGS (one)       {median_ms(flag)}")
+            if run:
+                sel.append(t)
+                flag.append(f)
+        out["big_select"], out["big_flag"] = statistics.median(sel), statistics.median(flag)
+    return out
 
 
-def idle_memory(server: Server, accounts: list[str], connections: int) -> None:
+ROWS = [
+    ("noop", "NOOP round trip (baseline)", ""),
+    ("login", "LOGIN", ""),
+    ("select", "SELECT", ""),
+    ("first", "first-sync header fetch", "target < 300 ms"),
+    ("search", "UID SEARCH SUBJECT (vi)", ""),
+    ("body", "UID FETCH n BODY[] (1 MB)", ""),
+    ("big_select", "SELECT (big folder)", "target < 100 ms"),
+    ("big_flag", "UID STORE +FLAGS (big folder)", ""),
+]
+
+
+def report(data: dict[str, Any], runs: int, ours: dict[str, float], dovecot: dict[str, float] | None) -> None:
+    print(f"\n{data['messages']:,}-message INBOX and {data['big_n']:,}-message folder; imaplib over TLS, "
+          f"median of {runs} after one warm-up")
+    head = f"  {'':32}{'this server':>12}"
+    if dovecot:
+        head += f"{'Dovecot 2.3':>14}{'ratio':>8}"
+    print(head)
+    for key, label, note in ROWS:
+        if key not in ours:
+            continue
+        line = f"  {label:32}{ours[key] * 1000:9.1f} ms"
+        if dovecot and key in dovecot:
+            line += f"{dovecot[key] * 1000:11.1f} ms{ours[key] / dovecot[key]:7.1f}x"
+        print(line + (f"   ({note})" if note else ""))
+
+
+def idle_memory(server: Server, accounts: list[str], connections: int) -> str:
     before = server.rss_mb()
     socks: list[ssl.SSLSocket] = []
 
@@ -257,12 +381,11 @@ def idle_memory(server: Server, accounts: list[str], connections: int) -> None:
     opened = time.perf_counter() - t
     time.sleep(2)
     after = server.rss_mb()
-    print(f"{connections:,} authenticated TLS connections in IDLE "
-          f"({len(accounts)} accounts, opened in {opened:.1f} s):")
-    print(f"  server RSS before {before:6.1f} MB, with them {after:6.1f} MB "
-          f"({(after - before) * 1024 / connections:.1f} KiB each)   (target < 200 MB)")
     for s in socks:
         s.close()
+    return (f"{connections:,} authenticated TLS connections in IDLE ({len(accounts)} accounts, opened in "
+            f"{opened:.1f} s):\n  server RSS before {before:6.1f} MB, with them {after:6.1f} MB "
+            f"({(after - before) * 1024 / connections:.1f} KiB each)   (target < 200 MB)")
 
 
 def main() -> None:
@@ -272,6 +395,8 @@ def main() -> None:
     ap.add_argument("--idle", type=int, default=1000, help="IDLE connections (0: skip)")
     ap.add_argument("--idle-accounts", type=int, default=250)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--no-dovecot", dest="dovecot", action="store_false",
+                    help="skip the Dovecot baseline (Debian dovecot-imapd on the same files)")
     ap.add_argument("--keep", type=Path, help="build the data here once and reuse it on later runs")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="imap-bench-") as tmp:
@@ -293,11 +418,20 @@ def main() -> None:
                 saved.write_text(json.dumps(data))
         server = Server(cfg)
         try:
-            measure(server, data, args.runs)
-            if args.idle:
-                idle_memory(server, data["idle"], args.idle)
+            ours = measure(server.client, data, args.runs)
+            idle = idle_memory(server, data["idle"], args.idle) if args.idle else None
         finally:
             server.stop()
+        dovecot = None
+        if args.dovecot and Path("/usr/sbin/dovecot").exists():
+            baseline = Dovecot(base, cfg, asyncio.run(maildirs(cfg, data)))
+            try:
+                dovecot = measure(baseline.client, data, args.runs)
+            finally:
+                baseline.stop()
+        report(data, args.runs, ours, dovecot)
+        if idle:
+            print(idle)
 
 
 if __name__ == "__main__":
