@@ -45,7 +45,8 @@ class ImapBackend:
     ssl_context: ssl.SSLContext | None
     # Dates in SEARCH (BEFORE/ON/SINCE) are calendar days here: the policy's time zone.
     timezone: tzinfo = UTC
-    # The App's shared counters (storage/metrics.py); logins are counted by AuthService itself.
+    # The App's shared counters (storage/metrics.py); logins are counted by AuthService itself,
+    # open sessions by an observer the composition root adds.
     metrics: ServerMetrics | None = None
     # Called with (event name, session): "login", "logout".
     observers: list[Callable[[str, Session], None]] = field(default_factory=list)
@@ -178,17 +179,14 @@ class ImapServer:
         session = Session(self, conn)
         self.sessions.add(session)
         self.backend.sessions.add(session)
-        metrics = self.backend.metrics
-        if metrics is not None:
-            metrics.connections.labels(listener=self.name).inc()
-            metrics.imap_sessions.inc()
+        if self.backend.metrics is not None:
+            # Connections per listener; logged-in sessions are counted by the composition root's observer.
+            self.backend.metrics.connections.labels(listener=self.name).inc()
         try:
             await session.run()
         finally:
             self.sessions.discard(session)
             self.backend.sessions.discard(session)
-            if metrics is not None:
-                metrics.imap_sessions.dec()
 
     async def login(self, session: Session, account: Account) -> None:
         await self.backend.login(session, account)
