@@ -33,15 +33,22 @@ changes again after the same clock tick (`mailserver reindex` settles it).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import re
 import shutil
 import sqlite3
+import threading
 import time
+from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,7 +62,7 @@ from storage import maildir as md
 from storage.db import _split_sql, migration_scripts
 from storage.errors import FolderExists, FolderNotFound, KeywordLimit, MessageNotFound, OverQuota
 from storage.events import event_from_json, event_json
-from storage.mime import Parsed, Part, fold, parse, parse_head
+from storage.mime import Parsed, fold, parse, parse_head
 from storage.storetypes import (
     Changes,
     CopyResult,
@@ -77,8 +84,12 @@ log = logging.getLogger("storage.index")
 INDEX_NAME = "mailserver.index.sqlite3"
 NEVER, DIRTY = -1, -2
 TOO_NEW_NS = 2_000_000_000  # directory mtimes younger than this are not trusted (clock-tick races)
-CHANGES_KEPT = 5000  # rows of the cross-process change log kept
+CHANGES_KEPT = 5000
+EXPUNGED_KEPT = 20000  # expunge records kept per folder for QRESYNC  # rows of the cross-process change log kept
 TMP_MAX_AGE = 36 * 3600
+SNAPSHOT_CACHE_MIN = 2000  # folders at least this big keep their snapshot in memory between SELECTs
+SNAPSHOT_CACHE_ROWS = 2_000_000  # at most this many rows in all kept snapshots (~200 MB)
+PARALLEL_PARSE = 2000  # files at once above which parsing uses worker processes
 MAX_PARSE = 128 * 1024 * 1024  # bytes: larger files are indexed by their header alone
 HEAD_PROBE = 1024 * 1024  # Maildir: files left in tmp/ this long are abandoned deliveries
 SPECIAL_USES = ("\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash")
@@ -193,6 +204,55 @@ class _Msg:
 @dataclass
 class _Ctx:
     events: list[Event] = field(default_factory=list)
+
+
+@dataclass
+class _Snap:
+    key: tuple[Any, ...]
+    modseq: int
+    messages: list[tuple[int, Flags, int]]
+
+
+class _SnapshotCache:
+    """Folder snapshots kept in memory by this process, least recently used first out.
+
+    Keyed by index file and folder id, and kept across the pool closing an idle index: every
+    use is validated against the folder row (UIDVALIDITY, keywords, HIGHESTMODSEQ), so a stale
+    entry is brought up to date or dropped, never served.
+    """
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self.rows = 0
+        self.items: OrderedDict[tuple[str, int], _Snap] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple[str, int]) -> _Snap | None:
+        with self.lock:
+            snap = self.items.get(key)
+            if snap is not None:
+                self.items.move_to_end(key)
+            return snap
+
+    def put(self, key: tuple[str, int], snap: _Snap | None) -> None:
+        with self.lock:
+            old = self.items.pop(key, None)
+            self.rows -= len(old.messages) if old else 0
+            if snap is None or len(snap.messages) > self.max_rows:
+                return
+            self.items[key] = snap
+            self.rows += len(snap.messages)
+            while self.rows > self.max_rows:
+                _, evicted = self.items.popitem(last=False)
+                self.rows -= len(evicted.messages)
+
+    def forget(self, path: str) -> None:
+        with self.lock:
+            for key in [k for k in self.items if k[0] == path]:
+                self.rows -= len(self.items.pop(key).messages)
+
+
+SNAPSHOTS = _SnapshotCache(SNAPSHOT_CACHE_ROWS)
 
 
 def _time_modseq() -> int:
@@ -592,24 +652,25 @@ class AccountIndex:
 
     def _adopt_files(self, f: FolderRow, files: list[tuple[str, str]], modseq: int) -> None:
         """Index files the index did not know: dropped into new/ by another program, left by a crash
-        between rename and commit, or everything after the index was lost."""
+        between rename and commit, or everything after the index was lost. UIDs come from
+        dovecot-uidlist when it has them; new ones are appended to it before the commit."""
         d = self.folder_dir(f)
         ul = cf.read_uidlist(d)
+        if ul is not None and ul.uidvalidity != f.uidvalidity:
+            ul = None  # someone replaced the uidlist: its numbers belong to another UIDVALIDITY
         taken = {r[0] for r in self.db.execute("SELECT uid FROM messages WHERE folder_id=?", (f.id,))}
-        uidnext = max(f.uidnext, ul.next_free if ul and ul.uidvalidity == f.uidvalidity else 1)
+        uidnext = max(f.uidnext, ul.next_free if ul else 1)
+        ordered = sorted(files, key=lambda p: md.split_name(p[1])[0])
+        parsed = parse_files([str(d / sub / name) for sub, name in ordered])
         records: list[tuple[int, str]] = []
-        uids: list[int] = []
-        added_bytes = 0
-        for subdir, name in sorted(files, key=lambda p: md.split_name(p[1])[0]):
+        msgs: list[_Msg] = []
+        contents: list[Content] = []
+        for (subdir, name), result in zip(ordered, parsed, strict=True):
+            if result is None:
+                continue  # gone meanwhile
+            content, size, mtime = result
             base, info = md.split_name(name)
-            path = d / subdir / name
-            try:
-                st = os.stat(path)
-                content, size = Content.of_file(path, st.st_size)
-            except (FileNotFoundError, IsADirectoryError):
-                continue
-            mtime = int(st.st_mtime)
-            uid = ul.records.get(base) if ul and ul.uidvalidity == f.uidvalidity else None
+            uid = ul.records.get(base) if ul else None
             if uid is None or uid in taken or uid < 1:
                 uid = uidnext
                 records.append((uid, base))
@@ -620,40 +681,46 @@ class AccountIndex:
                      internal_date=mtime)
             if subdir == "new":
                 self._to_cur(d, m, flags, kws)
-            m.cid = self._insert_content(content)
-            self._insert_message(f, m)
-            added_bytes += size
-            uids.append(uid)
-        if ul is None or ul.uidvalidity != f.uidvalidity:
+            msgs.append(m)
+            contents.append(content)
+        for m, cid in zip(msgs, self._insert_contents(contents), strict=True):
+            m.cid = cid
+        self._insert_messages(f, msgs)
+        if ul is None:
             existing = [(r[0], r[1]) for r in self.db.execute(
                 "SELECT uid, base FROM messages WHERE folder_id=?", (f.id,))]
             cf.write_uidlist(d, f.uidvalidity, uidnext, existing, fsync=self.fsync)
         else:
             cf.append_uidlist(d, records, fsync=self.fsync)
         self.db.execute("UPDATE folders SET uidnext=?, highestmodseq=? WHERE id=?", (uidnext, modseq, f.id))
-        self._add_usage(added_bytes, len(uids))
-        if uids:
-            self._event("new", f.name, uids, modseq)
+        self._add_usage(sum(m.size for m in msgs), len(msgs))
+        if msgs:
+            self._event("new", f.name, sorted(m.uid for m in msgs), modseq)
 
-    def _insert_content(self, c: Content) -> int:
-        s = c.search
-        cur = self.db.execute(
-            "INSERT INTO contents (refs, envelope, structure, header_fields, s_subject, s_from, s_to, s_cc, s_bcc) "
-            "VALUES (1,?,?,?,?,?,?,?,?)",
-            (c.envelope, c.structure, c.header_fields, s["subject"], s["from"], s["to"], s["cc"], s["bcc"]),
-        )
-        cid = cur.lastrowid
-        self.db.execute("INSERT INTO texts (rowid, body, extra) VALUES (?,?,?)",
-                        (cid, s["body"], f'{s["subject"]} {s["extra"]}'))
-        return int(cid or 0)
+    def _insert_contents(self, contents: list[Content]) -> list[int]:
+        """Bulk insert (a rebuild adds 100,000 at once); cids are allocated here, inside the
+        write transaction, so they never collide and are never reused."""
+        if not contents:
+            return []
+        row = self.db.execute("SELECT seq FROM sqlite_sequence WHERE name='contents'").fetchone()
+        first = (row[0] if row else 0) + 1
+        cids = list(range(first, first + len(contents)))
+        self.db.executemany(
+            "INSERT INTO contents (cid, refs, envelope, structure, header_fields, s_subject, s_from, s_to, s_cc, "
+            "s_bcc) VALUES (?,1,?,?,?,?,?,?,?,?)",
+            [(cid, c.envelope, c.structure, c.header_fields, c.search["subject"], c.search["from"], c.search["to"],
+              c.search["cc"], c.search["bcc"]) for cid, c in zip(cids, contents, strict=True)])
+        self.db.executemany("INSERT INTO texts (rowid, body, extra) VALUES (?,?,?)",
+                            [(cid, c.search["body"], f'{c.search["subject"]} {c.search["extra"]}')
+                             for cid, c in zip(cids, contents, strict=True)])
+        return cids
 
-    def _insert_message(self, f: FolderRow, m: _Msg) -> None:
-        self.db.execute(
+    def _insert_messages(self, f: FolderRow, msgs: list[_Msg]) -> None:
+        self.db.executemany(
             "INSERT INTO messages (folder_id, uid, base, subdir, name, flags, keywords, modseq, size, internal_date, "
             "recent, cid) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (f.id, m.uid, m.base, m.subdir, m.name, m.flags, m.keywords, m.modseq, m.size, m.internal_date,
-             m.recent, m.cid),
-        )
+            [(f.id, m.uid, m.base, m.subdir, m.name, m.flags, m.keywords, m.modseq, m.size, m.internal_date,
+              m.recent, m.cid) for m in msgs])
 
     def _drop(self, f: FolderRow, rows: list[_Msg], modseq: int, *, record: bool = True) -> None:
         """Forget messages (their files are gone or going): rows, usage, content references."""
@@ -674,6 +741,17 @@ class AccountIndex:
         if garbage:
             self.db.execute("UPDATE account SET fts_garbage=fts_garbage+? WHERE id=1", (garbage,))
         self._add_usage(-sum(m.size for m in rows), -len(rows))
+
+    def _prune_expunged(self, f: FolderRow) -> None:
+        """QRESYNC expunge records are kept for the last EXPUNGED_KEPT expunges of a folder; older
+        ones are summarised by raising the folder's vanished floor (clients that old resync)."""
+        count = self.db.execute("SELECT count(*) FROM expunged WHERE folder_id=?", (f.id,)).fetchone()[0]
+        if count <= EXPUNGED_KEPT:
+            return
+        cut = self.db.execute("SELECT modseq FROM expunged WHERE folder_id=? ORDER BY modseq LIMIT 1 OFFSET ?",
+                              (f.id, count - EXPUNGED_KEPT // 2)).fetchone()[0]
+        self.db.execute("DELETE FROM expunged WHERE folder_id=? AND modseq<?", (f.id, cut))
+        self.db.execute("UPDATE folders SET vanished_floor=max(vanished_floor, ?) WHERE id=?", (cut - 1, f.id))
 
     def _compact_uidlist(self, f: FolderRow) -> None:
         """Rewrite dovecot-uidlist without expunged lines once they outnumber the live ones."""
@@ -804,7 +882,7 @@ class AccountIndex:
         d = self.folder_dir(f)
         modseq = f.highestmodseq + 1
         uid = f.uidnext
-        records, uids, touched = [], [], set()
+        records, msgs, touched = [], [], set()
         for i, it, kws in batch:
             flags = it.flags
             sub, name = ("cur", md.cur_name(it.base, flags, kws)) if flags or kws else ("new", it.base)
@@ -812,14 +890,14 @@ class AccountIndex:
             _put(it.src, target, link=it.link, fsync=self.fsync)
             placed.append(target)
             touched.add(sub)
-            m = _Msg(uid, it.base, sub, name, flags, kws, modseq, it.size, 0, recent=1,
-                     internal_date=it.internal_date)
-            m.cid = self._insert_content(it.content)
-            self._insert_message(f, m)
+            msgs.append(_Msg(uid, it.base, sub, name, flags, kws, modseq, it.size, 0, recent=1,
+                             internal_date=it.internal_date))
             records.append((uid, it.base))
-            uids.append(uid)
             outcomes[i] = Outcome(Stored(f.name, uid, f.uidvalidity, it.size, modseq))
             uid += 1
+        for m, cid in zip(msgs, self._insert_contents([it.content for _, it, _ in batch]), strict=True):
+            m.cid = cid
+        self._insert_messages(f, msgs)
         if self.fsync:
             for sub in touched:
                 md.fsync_dir(d / sub)
@@ -827,7 +905,7 @@ class AccountIndex:
         self.db.execute("UPDATE folders SET uidnext=?, highestmodseq=? WHERE id=?", (uid, modseq, f.id))
         self._add_usage(sum(it.size for _, it, _ in batch), len(batch))
         self._touch(f)
-        self._event("new", f.name, uids, modseq)
+        self._event("new", f.name, [m.uid for m in msgs], modseq)
 
     def _thresholds(self, acct: _Acct, before: int, after: int, quota: int, accepted: list[Incoming]) -> int | None:
         """Đ7.3.c: the highest threshold this batch crossed that was not yet warned about.
@@ -1002,12 +1080,44 @@ class AccountIndex:
         with self.read():
             row = self._row(f.name)
             assert row is not None
-            get = self._flag_cache(row)
-            msgs = [(uid, get(fl, kw), ms) for uid, fl, kw, ms in self._tuples(
-                "SELECT uid, flags, keywords, modseq FROM messages WHERE folder_id=? ORDER BY uid", (f.id,))]
+            msgs = self._state(row)
         names = tuple(n for n in row.keywords if n)
         return FolderSnapshot(row.uidvalidity, row.uidnext, row.highestmodseq, msgs, names, recent,
                               keywords_full=len(names) >= md.MAX_KEYWORDS)
+
+    def _state(self, f: FolderRow) -> list[tuple[int, Flags, int]]:
+        """(uid, flags, modseq) of every message. Large folders are kept in memory between SELECTs and
+        brought up to date from the MODSEQs and expunge records: a reopened 100,000-message folder
+        costs its changes, not 100,000 rows."""
+        key = (f.uidvalidity, f.vanished_floor, tuple(f.keywords))
+        cached = SNAPSHOTS.get((str(self.path), f.id))
+        if cached is not None and cached.key == key and cached.modseq <= f.highestmodseq:
+            if cached.modseq == f.highestmodseq:
+                return list(cached.messages)
+            delta = self._tuples("SELECT uid, flags, keywords, modseq FROM messages WHERE folder_id=? AND modseq>? "
+                                 "ORDER BY uid", (f.id, cached.modseq)).fetchall()
+            gone = {r[0] for r in self.db.execute("SELECT uid FROM expunged WHERE folder_id=? AND modseq>?",
+                                                  (f.id, cached.modseq))}
+            if len(delta) + len(gone) <= len(cached.messages) // 4:
+                get = self._flag_cache(f)
+                msgs = [m for m in cached.messages if m[0] not in gone] if gone else list(cached.messages)
+                for uid, fl, kw, ms in delta:
+                    i = bisect_left(msgs, (uid,))
+                    if i < len(msgs) and msgs[i][0] == uid:
+                        msgs[i] = (uid, get(fl, kw), ms)
+                    else:
+                        msgs.insert(i, (uid, get(fl, kw), ms))
+                self._remember(f, key, msgs)
+                return list(msgs)
+        get = self._flag_cache(f)
+        msgs = [(uid, get(fl, kw), ms) for uid, fl, kw, ms in self._tuples(
+            "SELECT uid, flags, keywords, modseq FROM messages WHERE folder_id=? ORDER BY uid", (f.id,))]
+        self._remember(f, key, msgs)
+        return list(msgs)
+
+    def _remember(self, f: FolderRow, key: tuple[Any, ...], msgs: list[tuple[int, Flags, int]]) -> None:
+        snap = _Snap(key, f.highestmodseq, msgs) if len(msgs) >= SNAPSHOT_CACHE_MIN else None
+        SNAPSHOTS.put((str(self.path), f.id), snap)
 
     def changes_since(self, name: str, modseq: int) -> Changes:
         f = self.folder(name)
@@ -1035,19 +1145,16 @@ class AccountIndex:
                "c.header_fields FROM messages m JOIN contents c ON c.cid = m.cid WHERE m.folder_id=? ")
         with self.read():
             if len(wanted) > 500:
-                rows = [r for r in self.db.execute(sql + "AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
-                                                   (f.id, min(wanted), max(wanted))) if r[0] in wanted]
+                rows = [r for r in self._tuples(sql + "AND m.uid BETWEEN ? AND ? ORDER BY m.uid",
+                                                (f.id, min(wanted), max(wanted))) if r[0] in wanted]
             else:
                 rows = []
                 for chunk in _chunks(sorted(wanted), 500):
                     marks = ",".join("?" * len(chunk))
-                    rows.extend(self.db.execute(sql + f"AND m.uid IN ({marks}) ORDER BY m.uid", (f.id, *chunk)))
+                    rows.extend(self._tuples(sql + f"AND m.uid IN ({marks}) ORDER BY m.uid", (f.id, *chunk)))
         for r in rows:
-            out.append(MessageMeta(
-                uid=r[0], size=r[1], internal_date=datetime.fromtimestamp(r[2], UTC), flags=get(r[3], r[4]),
-                modseq=r[5], envelope=json.loads(r[6]), structure=Part.from_obj(json.loads(r[7])),
-                header_fields=json.loads(r[8]),
-            ))
+            out.append(MessageMeta(r[0], r[1], datetime.fromtimestamp(r[2], UTC), get(r[3], r[4]), r[5], r[6], r[7],
+                                   r[8]))
         return out
 
     def locate(self, name: str, uid: int, *, rescan: bool = False) -> tuple[Path, int]:
@@ -1132,6 +1239,7 @@ class AccountIndex:
             self._event("expunge", f.name, [m.uid for m in rows], modseq)
             self._touch(f)
             self._compact_uidlist(f)
+            self._prune_expunged(f)
             return [m.uid for m in rows]
 
     def copy(self, name: str, uids: Iterable[int], dest: str, quota: int, *, move: bool = False) -> CopyResult:
@@ -1157,9 +1265,8 @@ class AccountIndex:
                     target = dd / "cur" / md.cur_name(base, m.flags, kws)
                     _put(sd / m.subdir / m.name, target, link=not move, fsync=False)
                     placed.append((target, sd / m.subdir / m.name))
-                    new = _Msg(uid, base, "cur", target.name, m.flags, kws, dst_modseq, m.size, m.cid,
-                               internal_date=m.internal_date)
-                    self._insert_message(dst, new)
+                    self._insert_messages(dst, [_Msg(uid, base, "cur", target.name, m.flags, kws, dst_modseq, m.size,
+                                                     m.cid, internal_date=m.internal_date)])
                     pairs.append((m.uid, uid))
                     records.append((uid, base))
                     uid += 1
@@ -1185,6 +1292,7 @@ class AccountIndex:
                     md.fsync_dir(sd / "cur")
                 self._touch(src)
                 self._compact_uidlist(src)
+                self._prune_expunged(src)
             else:
                 self.db.executemany("UPDATE contents SET refs=refs+1 WHERE cid=?", [(m.cid,) for m in rows])
                 self._add_usage(sum(m.size for m in rows), len(rows))
@@ -1290,6 +1398,7 @@ class AccountIndex:
         self.take_events()
 
     def _rebuild(self) -> None:
+        SNAPSHOTS.forget(str(self.path))
         with self.write():
             for table in ("messages", "contents", "expunged", "folders"):
                 self.db.execute(f"DELETE FROM {table}")
@@ -1302,6 +1411,36 @@ class AccountIndex:
             # Đ7.3.c state is not in the files: assume whatever usage already reached was warned about
             # (warned=NULL), unless the mailbox is empty (a new account has nothing to warn about).
             self.db.execute("UPDATE account SET warned='[]' WHERE id=1 AND bytes=0")
+
+
+def _parse_one(path: str) -> tuple[Content, int, int] | None:
+    try:
+        st = os.stat(path)
+        content, size = Content.of_file(Path(path), st.st_size)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    return content, size, int(st.st_mtime)
+
+
+_parsers: ProcessPoolExecutor | None = None
+_parsers_lock = threading.Lock()
+
+
+def parse_files(paths: list[str]) -> list[tuple[Content, int, int] | None]:
+    """Parse message files; many at once (a rebuild) go to one worker process per core, so
+    rebuilding a 100,000-message folder is not bound to one core by the GIL."""
+    global _parsers
+    if len(paths) < PARALLEL_PARSE or (os.cpu_count() or 1) < 2:
+        return [_parse_one(p) for p in paths]
+    with _parsers_lock:
+        if _parsers is None:
+            # spawn, not fork: this runs on a worker thread of a process with other threads
+            _parsers = ProcessPoolExecutor(os.cpu_count(), mp_context=multiprocessing.get_context("spawn"))
+            atexit.register(_parsers.shutdown, wait=False, cancel_futures=True)
+    try:
+        return list(_parsers.map(_parse_one, paths, chunksize=256))
+    except BrokenProcessPool:
+        return [_parse_one(p) for p in paths]
 
 
 def _put(src: Path, target: Path, *, link: bool, fsync: bool) -> None:

@@ -8,7 +8,8 @@ descriptors (database, WAL, shared memory). Here instead:
   session and delivery of that account (`use()`); sessions hold no
   connection between commands, so an idle IMAP client costs nothing;
 * all index and file work runs on one small thread pool (`threads`,
-  default 8), whatever the number of accounts;
+  default 16: enough concurrent fsyncs for the file system to batch
+  them), whatever the number of accounts;
 * at most `max_open` indexes stay open; the least recently used idle one
   is closed when another must open, and any index unused for
   `idle_seconds` is closed by a reaper task.
@@ -130,7 +131,7 @@ class Handle:
 
 
 class IndexPool:
-    def __init__(self, opener: Callable[[Any], AccountIndex], notifier: Notifier, *, threads: int = 8,
+    def __init__(self, opener: Callable[[Any], AccountIndex], notifier: Notifier, *, threads: int = 16,
                  max_open: int = 64, idle_seconds: float = 60.0) -> None:
         self.opener = opener
         self.notifier = notifier

@@ -68,7 +68,7 @@ class MailStore:
         *,
         clock: Callable[[], datetime] = utc_now,
         fsync: bool = True,
-        threads: int = 8,
+        threads: int = 16,
         max_open: int = 64,
         idle_seconds: float = 60.0,
         watch_interval: float = 0.5,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -96,7 +97,6 @@ class Changes:
     expunged_exact: bool = True
 
 
-@dataclass(frozen=True)
 class MessageMeta:
     """Everything FETCH needs without opening the file except body bytes.
 
@@ -106,16 +106,46 @@ class MessageMeta:
     `header_fields`: the cached header fields (lower-case name -> the field's
     lines exactly as in the file); `storage.mime.header_lines()` answers
     HEADER.FIELDS from it when every requested name is cached.
+
+    The three parsed fields are decoded from the index on first access: a
+    first sync of 10,000 messages asking only for flags, sizes and a few
+    header fields does not pay for 10,000 MIME trees.
     """
 
-    uid: int
-    size: int
-    internal_date: datetime
-    flags: Flags
-    modseq: int
-    envelope: dict[str, str | None]
-    structure: Part
-    header_fields: dict[str, str]
+    __slots__ = ("_envelope", "_header_fields", "_structure", "flags", "internal_date", "modseq", "size", "uid")
+
+    def __init__(self, uid: int, size: int, internal_date: datetime, flags: Flags, modseq: int,
+                 envelope: str | dict[str, str | None], structure: str | Part,
+                 header_fields: str | dict[str, str]) -> None:
+        self.uid = uid
+        self.size = size
+        self.internal_date = internal_date
+        self.flags = flags
+        self.modseq = modseq
+        self._envelope = envelope
+        self._structure = structure
+        self._header_fields = header_fields
+
+    @property
+    def envelope(self) -> dict[str, str | None]:
+        if isinstance(self._envelope, str):
+            self._envelope = json.loads(self._envelope)
+        return self._envelope  # type: ignore[return-value]
+
+    @property
+    def structure(self) -> Part:
+        if isinstance(self._structure, str):
+            self._structure = Part.from_obj(json.loads(self._structure))
+        return self._structure
+
+    @property
+    def header_fields(self) -> dict[str, str]:
+        if isinstance(self._header_fields, str):
+            self._header_fields = json.loads(self._header_fields)
+        return self._header_fields  # type: ignore[return-value]
+
+    def __repr__(self) -> str:
+        return f"MessageMeta(uid={self.uid}, size={self.size}, flags={sorted(self.flags)}, modseq={self.modseq})"
 
 
 @dataclass(frozen=True)
