@@ -453,3 +453,58 @@ async def test_deleted_index_is_rebuilt_while_running(app):
     after = await s.snapshot("INBOX")
     assert (after.uidvalidity, [m[0] for m in after.messages]) == (before.uidvalidity, [1])
     assert (await app.store.usage(acc)).messages == 1
+
+
+async def test_large_folder_snapshots_stay_exact_when_served_from_memory(app, monkeypatch):
+    """SELECT of big folders is answered from a kept snapshot brought up to date by MODSEQ and
+    expunge records; it must always equal a fresh read of the index."""
+    from storage import index
+    from storage.store import MailStore
+
+    monkeypatch.setattr(index, "SNAPSHOT_CACHE_MIN", 1)
+    acc = await person(app)
+    for i in range(12):
+        await app.store.deliver(acc, message(token=str(i)))
+    s = await app.store.session(acc)
+    other = MailStore(app.settings.paths.mail_dir, app.policy, app.directory)  # a second worker process
+    try:
+        o = await other.session(acc)
+
+        async def check() -> None:
+            served = await s.snapshot("INBOX")
+            index.SNAPSHOTS.forget(str(app.store.mailbox_path(acc) / index.INDEX_NAME))
+            fresh = await s.snapshot("INBOX")
+            assert served == fresh
+
+        await check()
+        await s.store_flags("INBOX", [2, 5], ["\\Seen", "Việc_gấp"])
+        await check()
+        await o.store_flags("INBOX", [3], ["\\Deleted"])
+        await o.expunge("INBOX")
+        await check()
+        await other.deliver(acc, message(token="new"))
+        await s.move("INBOX", [7], "Trash")
+        await check()
+        await s.store_flags("INBOX", range(1, 14), ["\\Flagged"])  # most of the folder: reloaded whole
+        await check()
+        assert [m[0] for m in (await s.snapshot("INBOX")).messages] == [1, 2, 4, 5, 6, 8, 9, 10, 11, 12, 13]
+    finally:
+        await other.close()
+
+
+async def test_old_expunge_records_are_summarised_for_qresync(app, monkeypatch):
+    from storage import index
+
+    monkeypatch.setattr(index, "EXPUNGED_KEPT", 4)
+    acc = await person(app)
+    for i in range(10):
+        await app.store.deliver(acc, message(token=str(i)))
+    s = await app.store.session(acc)
+    start = (await s.status("INBOX")).highestmodseq
+    for uid in range(1, 8):
+        await s.store_flags("INBOX", [uid], ["\\Deleted"])
+        await s.expunge("INBOX")
+    recent = await s.changes_since("INBOX", (await s.status("INBOX")).highestmodseq - 2)
+    assert recent.expunged_exact and recent.expunged == [7]
+    old = await s.changes_since("INBOX", start)  # older than the records kept (RFC 7162 §3.2.5.1)
+    assert not old.expunged_exact and old.expunged == [1, 2, 3, 4, 5, 6, 7]
