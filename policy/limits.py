@@ -48,6 +48,11 @@ def quota_floor_ok(quota: int, rules: QuotaPolicy) -> bool:
     return quota >= rules.default
 
 
+def percent_of(used: int, quota: int) -> float:
+    """Usage as a percentage of the quota; a zero quota counts as full."""
+    return 100.0 * used / quota if quota else 100.0
+
+
 @dataclass(frozen=True)
 class QuotaCheck:
     fits: bool
@@ -57,7 +62,7 @@ class QuotaCheck:
 
     @property
     def percent(self) -> float:
-        return 100.0 * self.used / self.quota if self.quota else 100.0
+        return percent_of(self.used, self.quota)
 
 
 def check_quota(used: int, quota: int, incoming: int) -> QuotaCheck:

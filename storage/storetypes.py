@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from policy.limits import percent_of
 from storage.mime import Part
 
 Flags = frozenset[str]
@@ -35,7 +36,7 @@ class Usage:
 
     @property
     def percent(self) -> float:
-        return 100.0 * self.bytes / self.quota if self.quota else 100.0
+        return percent_of(self.bytes, self.quota)
 
 
 @dataclass(frozen=True)
