@@ -169,6 +169,7 @@ class Incoming:
     content: Content
     system: bool
     link: bool  # the file is shared by several recipients: link instead of rename
+    quota: int = 0  # the account's quota when the delivery started (Đ7.3)
 
 
 @dataclass

@@ -28,7 +28,7 @@ import logging
 import sqlite3
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
@@ -49,7 +49,7 @@ class Handle:
         self.lock = asyncio.Lock()
         self.users = 0
         self.last_used = time.monotonic()
-        self.pending: list[tuple[Incoming, asyncio.Future[Outcome], Callable[[], Awaitable[int]]]] = []
+        self.pending: list[tuple[Incoming, asyncio.Future[Outcome]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
     @property
@@ -96,12 +96,12 @@ class Handle:
         self.index._set_aside()
         self.index.open()
 
-    async def commit(self, item: Incoming, quota: Callable[[], Awaitable[int]]) -> Outcome:
+    async def commit(self, item: Incoming) -> Outcome:
         """Group commit: deliveries that arrive while a batch is being written go into the next batch,
         so N concurrent deliveries to one account cost one transaction and one fsync per directory.
         A caller that goes away (cancelled) does not cancel the write: others share the batch."""
         fut: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        self.pending.append((item, fut, quota))
+        self.pending.append((item, fut))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.get_running_loop().create_task(self._drain(), name="mailstore-commit")
         return await asyncio.shield(fut)
@@ -111,16 +111,16 @@ class Handle:
             async with self.lock:
                 batch, self.pending = self.pending, []
                 try:
-                    limit = await batch[0][2]()
-                    outcomes = await self._run(self.index.commit_deliveries, [b[0] for b in batch], limit)
+                    # the quota looked up most recently (each delivery looks it up before queueing)
+                    outcomes = await self._run(self.index.commit_deliveries, [b[0] for b in batch], batch[-1][0].quota)
                 except BaseException as e:
-                    for _, f, _ in batch:
+                    for _, f in batch:
                         if not f.done():
                             f.set_exception(e)
                     if not isinstance(e, Exception):
                         raise
                     continue
-                for (_, f, _), o in zip(batch, outcomes, strict=True):
+                for (_, f), o in zip(batch, outcomes, strict=True):
                     if not f.done():
                         f.set_result(o)
 

@@ -48,6 +48,7 @@ log = logging.getLogger("storage.store")
 
 # Đ7.3.c: called as on_quota_threshold(account, percent, usage) after a delivery crossed a threshold.
 QuotaCallback = Callable[[Account, int, Usage], Awaitable[Any]]
+QUOTA_TTL = 2.0  # seconds a looked-up quota is reused
 ACTIVITY_EVERY = 600.0  # seconds between "receive" activity writes per account (Đ6.2.a needs days)
 
 
@@ -92,6 +93,8 @@ class MailStore:
         self._watcher: asyncio.Task[None] | None = None
         self._watched: dict[int, Account] = {}
         self._activity: dict[int, float] = {}
+        self._quotas: dict[int, tuple[float, int]] = {}  # account id -> (looked up at, quota)
+        directory.on_change.append(self._forget_quota)  # an operator's set-quota applies at once
 
     # ------------------------------------------------------------------ where things are
 
@@ -119,9 +122,21 @@ class MailStore:
         return await self._call(account, "ensure_folders", wanted)
 
     async def quota_of(self, account: Account) -> int:
-        """The quota now (re-read: an operator may have raised it since `account` was loaded)."""
+        """The quota now: re-read from the directory (an operator may have raised it since `account`
+        was loaded), at most every QUOTA_TTL seconds per account so a burst of deliveries does not
+        queue on the directory. A change in this process applies at once (Directory.on_change);
+        one made by another process (the CLI) within QUOTA_TTL."""
+        now = time.monotonic()
+        cached = self._quotas.get(account.id)
+        if cached is not None and now - cached[0] < QUOTA_TTL:
+            return cached[1]
         fresh = await self.directory.account_by_id(account.id) or account
-        return await self.directory.quota_of(fresh)
+        quota = await self.directory.quota_of(fresh)
+        self._quotas[account.id] = (now, quota)
+        return quota
+
+    def _forget_quota(self, account_id: int) -> None:
+        self._quotas.pop(account_id, None)
 
     async def usage(self, account: Account) -> Usage:
         nbytes, messages = await self._call(account, "usage")
@@ -169,7 +184,11 @@ class MailStore:
             return {}
         data = to_crlf(message)
         when = (internal_date or self.clock()).timestamp()
-        content: Content = await self._run(Content.of, data)
+        quotas = asyncio.ensure_future(asyncio.gather(*(self.quota_of(a) for a in unique)))
+        try:
+            content: Content = await self._run(Content.of, data)
+        finally:
+            limits = await quotas  # looked up while the message was parsed
         results: dict[int, Any] = {}
         async with contextlib.AsyncExitStack() as stack:
             handles = [await stack.enter_async_context(self.pool.use(a)) for a in unique]
@@ -179,8 +198,8 @@ class MailStore:
                 await self._run(partial(md.write_file, src, data, mtime=when, fsync=self.fsync))
                 outcomes = await asyncio.gather(*(
                     h.commit(Incoming(folder, src, base, len(data), bits, tuple(names), int(when), content, system,
-                                      link=len(unique) > 1), partial(self.quota_of, a))
-                    for a, h in zip(unique, handles, strict=True)
+                                      link=len(unique) > 1, quota=limit))
+                    for h, limit in zip(handles, limits, strict=True)
                 ), return_exceptions=True)
             except OSError as e:
                 raise StoreUnavailable("store", f"could not write the message: {e.strerror or e}") from e
