@@ -254,6 +254,7 @@ class _SnapshotCache:
 
 
 SNAPSHOTS = _SnapshotCache(SNAPSHOT_CACHE_ROWS)
+_tmp_checked: dict[str, float] = {}  # folder -> when its tmp/ was last cleaned (this process)
 
 
 def _time_modseq() -> int:
@@ -641,6 +642,11 @@ class AccountIndex:
                         "WHERE folder_id=? AND uid=?", (m.subdir, m.name, m.flags, m.keywords, m.modseq, f.id, m.uid))
 
     def _clean_tmp(self, d: Path) -> None:
+        """Remove deliveries abandoned in tmp/ (Maildir: after 36 hours); looked at hourly."""
+        now = time.monotonic()
+        if now - _tmp_checked.get(str(d), -3600.0) < 3600.0:
+            return
+        _tmp_checked[str(d)] = now
         cutoff = time.time() - TMP_MAX_AGE
         with contextlib.suppress(FileNotFoundError):
             for entry in os.scandir(d / "tmp"):

@@ -22,8 +22,9 @@ import contextlib
 import logging
 import os
 import shutil
+import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -106,9 +107,11 @@ class MailStore:
                             account_id=account.id, fsync=self.fsync, origin=self.origin)
 
     async def _call(self, account: Account, method: str, *args: Any, **kwargs: Any) -> Any:
-        """Run an AccountIndex method for `account` on the worker threads."""
-        async with self.pool.use(account) as h:
-            return await h.call(getattr(h.index, method), *args, **kwargs)
+        """Run an AccountIndex method for `account` on the worker threads. Disk and database
+        failures become StoreUnavailable (a temporary error the client retries)."""
+        with unavailable_on_failure(account):
+            async with self.pool.use(account) as h:
+                return await h.call(getattr(h.index, method), *args, **kwargs)
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.pool.executor, partial(fn, *args))
@@ -190,6 +193,21 @@ class MailStore:
         finally:
             limits = await quotas  # looked up while the message was parsed
         results: dict[int, Any] = {}
+        with unavailable_on_failure(unique[0]):
+            outcomes = await self._write_and_commit(unique, data, folder, bits, names, when, content, system, limits)
+        for account, outcome in zip(unique, outcomes, strict=True):
+            results[account.id] = self._result(outcome)
+        for account, outcome in zip(unique, outcomes, strict=True):
+            if isinstance(outcome, Outcome) and isinstance(outcome.result, Stored):
+                if outcome.crossed is not None:
+                    await self._warn(account, outcome.crossed)
+                if not system and activity:
+                    await self._received(account)
+        return results
+
+    async def _write_and_commit(self, unique: list[Account], data: bytes, folder: str, bits: int, names: list[str],
+                                when: float, content: Content, system: bool, limits: list[int]) -> list[Any]:
+        """One flushed file in the first recipient's tmp/, then each account's group commit."""
         async with contextlib.AsyncExitStack() as stack:
             handles = [await stack.enter_async_context(self.pool.use(a)) for a in unique]
             base = md.unique_base(len(data))
@@ -201,20 +219,10 @@ class MailStore:
                                       link=len(unique) > 1, quota=limit))
                     for h, limit in zip(handles, limits, strict=True)
                 ), return_exceptions=True)
-            except OSError as e:
-                raise StoreUnavailable("store", f"could not write the message: {e.strerror or e}") from e
             finally:
                 with contextlib.suppress(OSError):
                     os.unlink(src)  # renamed away on success; shared copies are links
-        for account, outcome in zip(unique, outcomes, strict=True):
-            results[account.id] = self._result(outcome)
-        for account, outcome in zip(unique, outcomes, strict=True):
-            if isinstance(outcome, Outcome) and isinstance(outcome.result, Stored):
-                if outcome.crossed is not None:
-                    await self._warn(account, outcome.crossed)
-                if not system and activity:
-                    await self._received(account)
-        return results
+        return outcomes
 
     @staticmethod
     def _result(outcome: Outcome | BaseException) -> Any:
@@ -368,6 +376,15 @@ class MailStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.pool.close()
+
+
+@contextlib.contextmanager
+def unavailable_on_failure(account: Account) -> Iterator[None]:
+    try:
+        yield
+    except (OSError, sqlite3.OperationalError) as e:
+        log.error("mail store of %s failed: %s", account.address, e)
+        raise StoreUnavailable("store", f"the mailbox of {account.address} is unavailable, try again later") from e
 
 
 def _stat_sig(path: Path) -> tuple[int, int] | None:
