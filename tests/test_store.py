@@ -508,3 +508,19 @@ async def test_old_expunge_records_are_summarised_for_qresync(app, monkeypatch):
     assert recent.expunged_exact and recent.expunged == [7]
     old = await s.changes_since("INBOX", start)  # older than the records kept (RFC 7162 §3.2.5.1)
     assert not old.expunged_exact and old.expunged == [1, 2, 3, 4, 5, 6, 7]
+
+
+async def test_disk_failure_is_a_temporary_error_that_changes_nothing(app):
+    from storage.errors import StoreUnavailable
+
+    acc = await person(app)
+    root = app.store.mailbox_path(acc)
+    os.rmdir(root / "tmp")
+    (root / "tmp").write_text("a file where tmp/ should be")  # writing the message fails
+    with pytest.raises(StoreUnavailable) as e:
+        await app.store.deliver(acc, message())
+    assert e.value.field == "store" and "try again later" in e.value.message
+    assert (await app.store.usage(acc)).messages == 0
+    (root / "tmp").unlink()
+    (root / "tmp").mkdir()
+    assert (await app.store.deliver(acc, message())).uid == 1
