@@ -89,6 +89,7 @@ EXPUNGED_KEPT = 20000  # expunge records kept per folder for QRESYNC  # rows of 
 TMP_MAX_AGE = 36 * 3600
 SNAPSHOT_CACHE_MIN = 2000  # folders at least this big keep their snapshot in memory between SELECTs
 SNAPSHOT_CACHE_ROWS = 2_000_000  # at most this many rows in all kept snapshots (~200 MB)
+ADOPT_CHUNK = 2000  # files parsed and inserted at a time when indexing files the index did not know
 PARALLEL_PARSE = 2000  # files at once above which parsing uses worker processes
 MAX_PARSE = 128 * 1024 * 1024  # bytes: larger files are indexed by their header alone
 HEAD_PROBE = 1024 * 1024  # Maildir: files left in tmp/ this long are abandoned deliveries
@@ -668,31 +669,37 @@ class AccountIndex:
         taken = {r[0] for r in self.db.execute("SELECT uid FROM messages WHERE folder_id=?", (f.id,))}
         uidnext = max(f.uidnext, ul.next_free if ul else 1)
         ordered = sorted(files, key=lambda p: md.split_name(p[1])[0])
-        parsed = parse_files([str(d / sub / name) for sub, name in ordered])
         records: list[tuple[int, str]] = []
-        msgs: list[_Msg] = []
-        contents: list[Content] = []
-        for (subdir, name), result in zip(ordered, parsed, strict=True):
-            if result is None:
-                continue  # gone meanwhile
-            content, size, mtime = result
-            base, info = md.split_name(name)
-            uid = ul.records.get(base) if ul else None
-            if uid is None or uid in taken or uid < 1:
-                uid = uidnext
-                records.append((uid, base))
-            uidnext = max(uidnext, uid + 1)
-            taken.add(uid)
-            flags, kws = md.parse_info(info)
-            m = _Msg(uid, base, subdir, name, flags, kws, modseq, size, 0, recent=int(subdir == "new"),
-                     internal_date=mtime)
-            if subdir == "new":
-                self._to_cur(d, m, flags, kws)
-            msgs.append(m)
-            contents.append(content)
-        for m, cid in zip(msgs, self._insert_contents(contents), strict=True):
-            m.cid = cid
-        self._insert_messages(f, msgs)
+        uids: list[int] = []
+        added = 0
+        for start in range(0, len(ordered), ADOPT_CHUNK):  # bounded memory for 100,000-message folders
+            chunk = ordered[start : start + ADOPT_CHUNK]
+            parsed = parse_files([str(d / sub / name) for sub, name in chunk])
+            msgs: list[_Msg] = []
+            contents: list[Content] = []
+            for (subdir, name), result in zip(chunk, parsed, strict=True):
+                if result is None:
+                    continue  # gone meanwhile
+                content, size, mtime = result
+                base, info = md.split_name(name)
+                uid = ul.records.get(base) if ul else None
+                if uid is None or uid in taken or uid < 1:
+                    uid = uidnext
+                    records.append((uid, base))
+                uidnext = max(uidnext, uid + 1)
+                taken.add(uid)
+                flags, kws = md.parse_info(info)
+                m = _Msg(uid, base, subdir, name, flags, kws, modseq, size, 0, recent=int(subdir == "new"),
+                         internal_date=mtime)
+                if subdir == "new":
+                    self._to_cur(d, m, flags, kws)
+                msgs.append(m)
+                contents.append(content)
+            for m, cid in zip(msgs, self._insert_contents(contents), strict=True):
+                m.cid = cid
+            self._insert_messages(f, msgs)
+            uids.extend(m.uid for m in msgs)
+            added += sum(m.size for m in msgs)
         if ul is None:
             existing = [(r[0], r[1]) for r in self.db.execute(
                 "SELECT uid, base FROM messages WHERE folder_id=?", (f.id,))]
@@ -700,9 +707,9 @@ class AccountIndex:
         else:
             cf.append_uidlist(d, records, fsync=self.fsync)
         self.db.execute("UPDATE folders SET uidnext=?, highestmodseq=? WHERE id=?", (uidnext, modseq, f.id))
-        self._add_usage(sum(m.size for m in msgs), len(msgs))
-        if msgs:
-            self._event("new", f.name, sorted(m.uid for m in msgs), modseq)
+        self._add_usage(added, len(uids))
+        if uids:
+            self._event("new", f.name, sorted(uids), modseq)
 
     def _insert_contents(self, contents: list[Content]) -> list[int]:
         """Bulk insert (a rebuild adds 100,000 at once); cids are allocated here, inside the
@@ -905,10 +912,12 @@ class AccountIndex:
         for m, cid in zip(msgs, self._insert_contents([it.content for _, it, _ in batch]), strict=True):
             m.cid = cid
         self._insert_messages(f, msgs)
+        # The uidlist is flushed first: on ext4 that one journal commit also carries the renames, so
+        # the directory fsyncs after it find little left to do (both are still needed elsewhere).
+        cf.append_uidlist(d, records, fsync=self.fsync)
         if self.fsync:
             for sub in touched:
                 md.fsync_dir(d / sub)
-        cf.append_uidlist(d, records, fsync=self.fsync)
         self.db.execute("UPDATE folders SET uidnext=?, highestmodseq=? WHERE id=?", (uid, modseq, f.id))
         self._add_usage(sum(it.size for _, it, _ in batch), len(batch))
         self._touch(f)
