@@ -31,7 +31,8 @@ from pathlib import Path
 from policy.model import Policy
 from storage import maildir as md
 from storage.directory import Directory, PersonRequest
-from storage.index import INDEX_NAME, SNAPSHOTS
+from storage.index import INDEX_NAME
+from storage.snapshots import SNAPSHOTS
 from storage.store import MailStore
 
 PW = "Matkhau@123"

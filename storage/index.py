@@ -33,22 +33,16 @@ changes again after the same clock tick (`mailserver reindex` settles it).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import logging
-import multiprocessing
 import os
 import re
 import shutil
 import sqlite3
-import threading
 import time
 from bisect import bisect_left
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,10 +53,13 @@ from policy.limits import thresholds_reached
 from policy.model import QuotaPolicy
 from storage import controlfiles as cf
 from storage import maildir as md
+from storage import snapshots
+from storage.content import Content, parse_files
 from storage.db import _split_sql, migration_scripts
 from storage.errors import FolderExists, FolderNotFound, KeywordLimit, MessageNotFound, OverQuota
 from storage.events import event_from_json, event_json
-from storage.mime import Parsed, fold, parse, parse_head
+from storage.flags import keyword_index, split_flags
+from storage.mime import fold
 from storage.storetypes import (
     Changes,
     CopyResult,
@@ -84,18 +81,11 @@ log = logging.getLogger("storage.index")
 INDEX_NAME = "mailserver.index.sqlite3"
 NEVER, DIRTY = -1, -2
 TOO_NEW_NS = 2_000_000_000  # directory mtimes younger than this are not trusted (clock-tick races)
-CHANGES_KEPT = 5000
-EXPUNGED_KEPT = 20000  # expunge records kept per folder for QRESYNC  # rows of the cross-process change log kept
-TMP_MAX_AGE = 36 * 3600
-SNAPSHOT_CACHE_MIN = 2000  # folders at least this big keep their snapshot in memory between SELECTs
-SNAPSHOT_CACHE_ROWS = 2_000_000  # at most this many rows in all kept snapshots (~200 MB)
+CHANGES_KEPT = 5000  # rows of the cross-process change log kept
+EXPUNGED_KEPT = 20000  # expunge records kept per folder for QRESYNC
+TMP_MAX_AGE = 36 * 3600  # Maildir: files left in tmp/ this long are abandoned deliveries
 ADOPT_CHUNK = 2000  # files parsed and inserted at a time when indexing files the index did not know
-PARALLEL_PARSE = 2000  # files at once above which parsing uses worker processes
-MAX_PARSE = 128 * 1024 * 1024  # bytes: larger files are indexed by their header alone
-HEAD_PROBE = 1024 * 1024  # Maildir: files left in tmp/ this long are abandoned deliveries
 SPECIAL_USES = ("\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash")
-_KEYWORD_RE = re.compile(r"[^\x00-\x20\x7f(){%*\"\\\]]+")
-_SYSTEM = {name.lower(): (name, bit) for name, bit in md.FLAG_BITS.items()}
 
 
 class IndexCorrupt(Exception):
@@ -123,37 +113,6 @@ class FolderRow:
         return cls(r["id"], r["name"], r["dirname"], r["uidvalidity"], r["uidnext"], r["highestmodseq"],
                    r["vanished_floor"], bool(r["subscribed"]), r["special_use"], json.loads(r["keywords"]),
                    r["new_mtime"], r["cur_mtime"], r["uidlist_stale"])
-
-
-@dataclass
-class Content:
-    """A parsed message as the index stores it (one parse for N recipients)."""
-
-    envelope: str
-    structure: str
-    header_fields: str
-    search: dict[str, str]
-
-    @classmethod
-    def of(cls, data: bytes) -> Content:
-        return cls._from(parse(data))
-
-    @classmethod
-    def of_file(cls, path: Path, size: int) -> tuple[Content, int]:
-        """Parse a file found on disk. Files far beyond any message size limit (a backup someone
-        copied in) are indexed by their header only instead of being read whole."""
-        if size <= MAX_PARSE:
-            data = path.read_bytes()
-            return cls.of(data), len(data)
-        with open(path, "rb") as fh:
-            head = fh.read(HEAD_PROBE)
-        return cls._from(parse_head(head, size)), size
-
-    @classmethod
-    def _from(cls, p: Parsed) -> Content:
-        return cls(json.dumps(p.envelope, separators=(",", ":")),
-                   json.dumps(p.structure.to_obj(), separators=(",", ":")),
-                   json.dumps(p.header_fields, separators=(",", ":")), p.search)
 
 
 @dataclass
@@ -208,53 +167,6 @@ class _Ctx:
     events: list[Event] = field(default_factory=list)
 
 
-@dataclass
-class _Snap:
-    key: tuple[Any, ...]
-    modseq: int
-    messages: list[tuple[int, Flags, int]]
-
-
-class _SnapshotCache:
-    """Folder snapshots kept in memory by this process, least recently used first out.
-
-    Keyed by index file and folder id, and kept across the pool closing an idle index: every
-    use is validated against the folder row (UIDVALIDITY, keywords, HIGHESTMODSEQ), so a stale
-    entry is brought up to date or dropped, never served.
-    """
-
-    def __init__(self, max_rows: int) -> None:
-        self.max_rows = max_rows
-        self.rows = 0
-        self.items: OrderedDict[tuple[str, int], _Snap] = OrderedDict()
-        self.lock = threading.Lock()
-
-    def get(self, key: tuple[str, int]) -> _Snap | None:
-        with self.lock:
-            snap = self.items.get(key)
-            if snap is not None:
-                self.items.move_to_end(key)
-            return snap
-
-    def put(self, key: tuple[str, int], snap: _Snap | None) -> None:
-        with self.lock:
-            old = self.items.pop(key, None)
-            self.rows -= len(old.messages) if old else 0
-            if snap is None or len(snap.messages) > self.max_rows:
-                return
-            self.items[key] = snap
-            self.rows += len(snap.messages)
-            while self.rows > self.max_rows:
-                _, evicted = self.items.popitem(last=False)
-                self.rows -= len(evicted.messages)
-
-    def forget(self, path: str) -> None:
-        with self.lock:
-            for key in [k for k in self.items if k[0] == path]:
-                self.rows -= len(self.items.pop(key).messages)
-
-
-SNAPSHOTS = _SnapshotCache(SNAPSHOT_CACHE_ROWS)
 _tmp_checked: dict[str, float] = {}  # folder -> when its tmp/ was last cleaned (this process)
 
 
@@ -809,7 +721,7 @@ class AccountIndex:
         kws = 0
         new_names: list[str] = []
         for s in keywords:
-            index = _keyword_index(f.keywords, s)
+            index = keyword_index(f.keywords, s)
             if index is None:
                 if create:
                     new_names.append(s)
@@ -818,7 +730,7 @@ class AccountIndex:
         if new_names:
             names = list(f.keywords)
             for s in new_names:
-                index = _keyword_index(names, s)
+                index = keyword_index(names, s)
                 if index is None:
                     free = next((i for i, n in enumerate(names) if n is None), len(names))
                     if free >= md.MAX_KEYWORDS:
@@ -1106,7 +1018,7 @@ class AccountIndex:
         brought up to date from the MODSEQs and expunge records: a reopened 100,000-message folder
         costs its changes, not 100,000 rows."""
         key = (f.uidvalidity, f.vanished_floor, tuple(f.keywords))
-        cached = SNAPSHOTS.get((str(self.path), f.id))
+        cached = snapshots.SNAPSHOTS.get((str(self.path), f.id))
         if cached is not None and cached.key == key and cached.modseq <= f.highestmodseq:
             if cached.modseq == f.highestmodseq:
                 return list(cached.messages)
@@ -1132,8 +1044,8 @@ class AccountIndex:
         return list(msgs)
 
     def _remember(self, f: FolderRow, key: tuple[Any, ...], msgs: list[tuple[int, Flags, int]]) -> None:
-        snap = _Snap(key, f.highestmodseq, msgs) if len(msgs) >= SNAPSHOT_CACHE_MIN else None
-        SNAPSHOTS.put((str(self.path), f.id), snap)
+        snap = snapshots.Snapshot(key, f.highestmodseq, msgs) if len(msgs) >= snapshots.SNAPSHOT_CACHE_MIN else None
+        snapshots.SNAPSHOTS.put((str(self.path), f.id), snap)
 
     def changes_since(self, name: str, modseq: int) -> Changes:
         f = self.folder(name)
@@ -1414,7 +1326,7 @@ class AccountIndex:
         self.take_events()
 
     def _rebuild(self) -> None:
-        SNAPSHOTS.forget(str(self.path))
+        snapshots.SNAPSHOTS.forget(str(self.path))
         with self.write():
             for table in ("messages", "contents", "expunged", "folders"):
                 self.db.execute(f"DELETE FROM {table}")
@@ -1427,36 +1339,6 @@ class AccountIndex:
             # Đ7.3.c state is not in the files: assume whatever usage already reached was warned about
             # (warned=NULL), unless the mailbox is empty (a new account has nothing to warn about).
             self.db.execute("UPDATE account SET warned='[]' WHERE id=1 AND bytes=0")
-
-
-def _parse_one(path: str) -> tuple[Content, int, int] | None:
-    try:
-        st = os.stat(path)
-        content, size = Content.of_file(Path(path), st.st_size)
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        return None
-    return content, size, int(st.st_mtime)
-
-
-_parsers: ProcessPoolExecutor | None = None
-_parsers_lock = threading.Lock()
-
-
-def parse_files(paths: list[str]) -> list[tuple[Content, int, int] | None]:
-    """Parse message files; many at once (a rebuild) go to one worker process per core, so
-    rebuilding a 100,000-message folder is not bound to one core by the GIL."""
-    global _parsers
-    if len(paths) < PARALLEL_PARSE or (os.cpu_count() or 1) < 2:
-        return [_parse_one(p) for p in paths]
-    with _parsers_lock:
-        if _parsers is None:
-            # spawn, not fork: this runs on a worker thread of a process with other threads
-            _parsers = ProcessPoolExecutor(os.cpu_count(), mp_context=multiprocessing.get_context("spawn"))
-            atexit.register(_parsers.shutdown, wait=False, cancel_futures=True)
-    try:
-        return list(_parsers.map(_parse_one, paths, chunksize=256))
-    except BrokenProcessPool:
-        return [_parse_one(p) for p in paths]
 
 
 def _put(src: Path, target: Path, *, link: bool, fsync: bool) -> None:
@@ -1482,38 +1364,6 @@ def _put(src: Path, target: Path, *, link: bool, fsync: bool) -> None:
     os.rename(tmp, target)
     if not link:
         os.unlink(src)
-
-
-def split_flags(strings: Iterable[str]) -> tuple[int, list[str]]:
-    """Check IMAP flags: system flags -> bits, the rest must be valid keywords (atoms).
-    `\\Recent` is a session flag nobody can set; it is ignored."""
-    flags = 0
-    keywords: list[str] = []
-    for s in strings:
-        if s.startswith("\\"):
-            system = _SYSTEM.get(s.lower())
-            if system is None:
-                if s.lower() == "\\recent":
-                    continue
-                raise _bad_flag(s)
-            flags |= system[1]
-        elif not _KEYWORD_RE.fullmatch(s) or len(s) > 100:
-            raise _bad_flag(s)
-        elif _keyword_index(keywords, s) is None:  # type: ignore[arg-type]
-            keywords.append(s)
-    return flags, keywords
-
-
-def _keyword_index(names: list[str | None], keyword: str) -> int | None:
-    lower = keyword.lower()
-    for i, n in enumerate(names):
-        if n is not None and n.lower() == lower:
-            return i
-    return None
-
-
-def _bad_flag(s: str) -> ValidationFailed:
-    return ValidationFailed("flags", f'"{s}" is not a flag or keyword')
 
 
 def _chunks(items: list[int], n: int) -> Iterator[list[int]]:

@@ -37,10 +37,12 @@ from policy.model import Policy
 from storage import maildir as md
 from storage import retention
 from storage.archive import ArchiveError, ArchiveResult, archive_mailbox
+from storage.content import Content
 from storage.directory import Directory
 from storage.errors import StoreUnavailable
 from storage.events import Listener, Notifier
-from storage.index import INDEX_NAME, AccountIndex, Content, Incoming, Outcome, split_flags
+from storage.flags import split_flags
+from storage.index import INDEX_NAME, AccountIndex, Incoming, Outcome
 from storage.pool import IndexPool
 from storage.records import Account
 from storage.storetypes import Drift, FolderUsage, ReindexResult, Stored, Usage

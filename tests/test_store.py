@@ -458,10 +458,10 @@ async def test_deleted_index_is_rebuilt_while_running(app):
 async def test_large_folder_snapshots_stay_exact_when_served_from_memory(app, monkeypatch):
     """SELECT of big folders is answered from a kept snapshot brought up to date by MODSEQ and
     expunge records; it must always equal a fresh read of the index."""
-    from storage import index
+    from storage import index, snapshots
     from storage.store import MailStore
 
-    monkeypatch.setattr(index, "SNAPSHOT_CACHE_MIN", 1)
+    monkeypatch.setattr(snapshots, "SNAPSHOT_CACHE_MIN", 1)
     acc = await person(app)
     for i in range(12):
         await app.store.deliver(acc, message(token=str(i)))
@@ -472,7 +472,7 @@ async def test_large_folder_snapshots_stay_exact_when_served_from_memory(app, mo
 
         async def check() -> None:
             served = await s.snapshot("INBOX")
-            index.SNAPSHOTS.forget(str(app.store.mailbox_path(acc) / index.INDEX_NAME))
+            snapshots.SNAPSHOTS.forget(str(app.store.mailbox_path(acc) / index.INDEX_NAME))
             fresh = await s.snapshot("INBOX")
             assert served == fresh
 
