@@ -1022,7 +1022,8 @@ class AccountIndex:
         if cached is not None and cached.key == key and cached.modseq <= f.highestmodseq:
             if cached.modseq == f.highestmodseq:
                 return list(cached.messages)
-            delta = self._tuples("SELECT uid, flags, keywords, modseq FROM messages WHERE folder_id=? AND modseq>? "
+            delta = self._tuples("SELECT uid, flags, keywords, modseq FROM messages INDEXED BY messages_modseq "
+                                 "WHERE folder_id=? AND modseq>? "
                                  "ORDER BY uid", (f.id, cached.modseq)).fetchall()
             gone = {r[0] for r in self.db.execute("SELECT uid FROM expunged WHERE folder_id=? AND modseq>?",
                                                   (f.id, cached.modseq))}
@@ -1054,7 +1055,8 @@ class AccountIndex:
             assert row is not None
             get = self._flag_cache(row)
             changed = [(uid, get(fl, kw), ms) for uid, fl, kw, ms in self.db.execute(
-                "SELECT uid, flags, keywords, modseq FROM messages WHERE folder_id=? AND modseq>? ORDER BY uid",
+                "SELECT uid, flags, keywords, modseq FROM messages INDEXED BY messages_modseq "
+                "WHERE folder_id=? AND modseq>? ORDER BY uid",
                 (f.id, modseq))]
             if modseq >= row.vanished_floor:
                 expunged = [r[0] for r in self.db.execute(
