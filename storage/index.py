@@ -480,6 +480,7 @@ class AccountIndex:
 
     def _scan(self, f: FolderRow, *, force: bool) -> None:
         d = self.folder_dir(f)
+        md.make_maildir(d, subfolder=bool(f.dirname), fsync=self.fsync)  # a lost new/ or tmp/ comes back
         new_m, cur_m = md.dir_mtime(d / "new"), md.dir_mtime(d / "cur")
         scan_cur = force or cur_m != f.cur_mtime or f.cur_mtime < 0
         scan_new = scan_cur or new_m != f.new_mtime or f.new_mtime < 0
@@ -531,16 +532,17 @@ class AccountIndex:
             self._adopt_files(f, unknown, modseq)
         if scan_new:
             self._clean_tmp(d)
-        self._touch(f, scanned_cur=scan_cur)
+        self._touch(f)
 
-    def _touch(self, f: FolderRow, *, scanned_cur: bool = False) -> None:
-        """Remember the directories' mtimes after our own change (or scan)."""
+    def _touch(self, f: FolderRow) -> None:
+        """Remember the directories' mtimes after our own change (or scan).
+
+        `new/` is where other programs deliver at any moment: a too recent mtime is not trusted.
+        `cur/` changes only under the write lock (ours, or another worker's); distrusting it
+        would make a busy 100,000-message folder rescan on every operation."""
         d = self.folder_dir(f)
         new_m, cur_m = md.dir_mtime(d / "new"), md.dir_mtime(d / "cur")
-        # Our own changes to cur/ happen under the write lock, so its mtime can be trusted;
-        # after a scan caused by someone else's change it may be mid-tick.
-        cur_store = _trusted(cur_m) if scanned_cur else cur_m
-        self.db.execute("UPDATE folders SET new_mtime=?, cur_mtime=? WHERE id=?", (_trusted(new_m), cur_store, f.id))
+        self.db.execute("UPDATE folders SET new_mtime=?, cur_mtime=? WHERE id=?", (_trusted(new_m), cur_m, f.id))
 
     def _to_cur(self, d: Path, m: _Msg, flags: int, keywords: int, *, from_name: tuple[str, str] | None = None) -> None:
         """Move a message into cur/ with the given flags (rename; the content never changes)."""
