@@ -191,14 +191,12 @@ class MailStore:
         when = (internal_date or self.clock()).timestamp()
         quotas = asyncio.ensure_future(asyncio.gather(*(self.quota_of(a) for a in unique)))
         try:
-            content: Content = await self._run(Content.of, data)
+            with unavailable_on_failure(unique[0]):
+                outcomes = await self._write_and_commit(unique, data, folder, bits, names, when, system, quotas)
         finally:
-            limits = await quotas  # looked up while the message was parsed
-        results: dict[int, Any] = {}
-        with unavailable_on_failure(unique[0]):
-            outcomes = await self._write_and_commit(unique, data, folder, bits, names, when, content, system, limits)
-        for account, outcome in zip(unique, outcomes, strict=True):
-            results[account.id] = self._result(outcome)
+            if not quotas.done():
+                quotas.cancel()
+        results = {account.id: self._result(outcome) for account, outcome in zip(unique, outcomes, strict=True)}
         for account, outcome in zip(unique, outcomes, strict=True):
             if isinstance(outcome, Outcome) and isinstance(outcome.result, Stored):
                 if outcome.crossed is not None:
@@ -208,14 +206,16 @@ class MailStore:
         return results
 
     async def _write_and_commit(self, unique: list[Account], data: bytes, folder: str, bits: int, names: list[str],
-                                when: float, content: Content, system: bool, limits: list[int]) -> list[Any]:
-        """One flushed file in the first recipient's tmp/, then each account's group commit."""
+                                when: float, system: bool, quotas: asyncio.Future[list[int]]) -> list[Any]:
+        """Parse and write one flushed file into the first recipient's tmp/ (one trip to a worker
+        thread), then each account's group commit with the quota looked up meanwhile."""
         async with contextlib.AsyncExitStack() as stack:
             handles = [await stack.enter_async_context(self.pool.use(a)) for a in unique]
             base = md.unique_base(len(data))
             src = handles[0].index.root / "tmp" / base
             try:
-                await self._run(partial(md.write_file, src, data, mtime=when, fsync=self.fsync))
+                content: Content = await self._run(partial(_prepare, src, data, when, self.fsync))
+                limits = await quotas
                 outcomes = await asyncio.gather(*(
                     h.commit(Incoming(folder, src, base, len(data), bits, tuple(names), int(when), content, system,
                                       link=len(unique) > 1, quota=limit))
@@ -378,6 +378,13 @@ class MailStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
         await self.pool.close()
+
+
+def _prepare(src: Path, data: bytes, mtime: float, fsync: bool) -> Content:
+    """Parse the message (once for every recipient) and write it, flushed, to tmp/."""
+    content = Content.of(data)
+    md.write_file(src, data, mtime=mtime, fsync=fsync)
+    return content
 
 
 @contextlib.contextmanager
