@@ -213,17 +213,22 @@ class MailStore:
             handles = [await stack.enter_async_context(self.pool.use(a)) for a in unique]
             base = md.unique_base(len(data))
             src = handles[0].index.root / "tmp" / base
+            handed_over = False
             try:
                 content: Content = await self._run(partial(_prepare, src, data, when, self.fsync))
                 limits = await quotas
-                outcomes = await asyncio.gather(*(
-                    h.commit(Incoming(folder, src, base, len(data), bits, tuple(names), int(when), content, system,
-                                      link=len(unique) > 1, quota=limit))
-                    for h, limit in zip(handles, limits, strict=True)
-                ), return_exceptions=True)
+                commits = [h.commit(Incoming(folder, src, base, len(data), bits, tuple(names), int(when), content,
+                                             system, link=len(unique) > 1, quota=limit))
+                           for h, limit in zip(handles, limits, strict=True)]
+                handed_over = True
+                outcomes = await asyncio.gather(*commits, return_exceptions=True)
+                handed_over = False
             finally:
-                with contextlib.suppress(OSError):
-                    os.unlink(src)  # renamed away on success; shared copies are links
+                # Renamed away on success, shared copies are links: the tmp/ name can go. Unless the
+                # caller went away while a group commit still holds it (tmp/ is cleaned after 36 h).
+                if not handed_over:
+                    with contextlib.suppress(OSError):
+                        os.unlink(src)
         return outcomes
 
     @staticmethod

@@ -11,6 +11,7 @@ from policy.errors import ValidationFailed
 from storage import maildir as md
 from storage.errors import FolderExists, FolderNotFound, KeywordLimit, MessageNotFound, OverQuota
 from storage.index import INDEX_NAME
+from storage.storetypes import Stored
 from tests.mailhelpers import message, person
 
 
@@ -524,3 +525,31 @@ async def test_disk_failure_is_a_temporary_error_that_changes_nothing(app):
     (root / "tmp").unlink()
     (root / "tmp").mkdir()
     assert (await app.store.deliver(acc, message())).uid == 1
+
+
+async def test_cancelled_deliveries_never_break_the_others(app):
+    """An SMTP client that disconnects mid-delivery cancels its task; the group commit it shared
+    with others must still succeed for them, and files and index must agree."""
+    acc = await person(app)
+    async with app.store.pool.use(acc) as handle:
+        async with handle.lock:  # hold the account busy so the deliveries queue for one group commit
+            tasks = [asyncio.create_task(app.store.deliver(acc, message(token=str(i)))) for i in range(20)]
+            for _ in range(500):
+                if len(handle.pending) == len(tasks):
+                    break
+                await asyncio.sleep(0.01)
+            assert len(handle.pending) == len(tasks)
+            for t in tasks[::4]:
+                t.cancel()
+            await asyncio.sleep(0.05)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for i, r in enumerate(results):
+        if i % 4 == 0:
+            assert isinstance(r, asyncio.CancelledError)  # its caller is gone...
+        else:
+            assert isinstance(r, Stored), r
+    await handle.drained()
+    s = await app.store.session(acc)
+    assert len(await s.uids("INBOX")) == 20  # ...but the message was stored: SMTP will get it again
+    drift = await app.store.recalc(acc)
+    assert (drift.drift_bytes, drift.drift_messages) == (0, 0)
