@@ -22,9 +22,9 @@ from typing import Any, Protocol
 from imap_gateway.server import ImapBackend, ImapServer
 from imap_gateway.tls import server_context
 from mailserver.app import App
-from mailserver.health import clamd_check, disk_check, listener_check
+from mailserver.health import clamd_check, disk_check, listener_check, queue_check
 from mailserver.scheduler import JobScheduler
-from mailserver.smtp_wiring import build_smtp_service, clamd_client
+from mailserver.smtp_wiring import build_mail_services, clamd_client
 from mailserver.web.service import WebService
 from policy.limits import message_size_limit
 from policy.settings import LISTENER_NAMES
@@ -82,8 +82,11 @@ def imap_services(app: App) -> list[Service]:
 
 def build_services(app: App) -> list[Service]:
     """The services this version provides, in start order (the scheduler last: it starts working at
-    once and its notices go through the store the others already use)."""
-    services: list[Service] = [build_smtp_service(app)]
+    once and its notices go through the store the others already use). The queue's workers start
+    before the SMTP listeners that feed them and stop after them."""
+    outbound, smtp = build_mail_services(app)
+    app.health.add("outbound-queue", queue_check(app.queue))
+    services: list[Service] = [outbound, smtp]
     services += imap_services(app)
     services.append(WebService(app))
     if app.settings.jobs.enabled:
