@@ -388,7 +388,7 @@ class _QueueDB:
             msgs = {r["id"]: r for r in self.db.execute(f"SELECT * FROM messages WHERE id IN ({marks})", part)}
             rcpts: dict[str, list[Recipient]] = {}
             for r in self.db.execute(
-                f"SELECT * FROM recipients WHERE queue_id IN ({marks}) ORDER BY domain, rcpt", part
+                f"SELECT * FROM recipients WHERE queue_id IN ({marks}) ORDER BY rowid", part
             ):
                 rcpts.setdefault(r["queue_id"], []).append(Recipient.from_row(r))
             for qid in part:
@@ -720,8 +720,8 @@ class OutboundQueue:
     async def claim(self, owner: str, limit: int, exclude: set[str]) -> list[Entry]:
         return await self._call(self._db.claim, owner, self.clock(), limit, set(exclude))
 
-    async def record(self, queue_id: str, outcomes: Sequence[Outcome]) -> int:
-        return await self._call(self._db.record, queue_id, list(outcomes), self.clock())
+    async def record(self, queue_id: str, outcomes: Sequence[Outcome], when: datetime | None = None) -> int:
+        return await self._call(self._db.record, queue_id, list(outcomes), when or self.clock())
 
     async def finish(self, queue_id: str, owner: str, *, reported: Sequence[str] = (),
                      notices: Sequence[NewEntry] = (), delay_notified: datetime | None = None) -> bool:

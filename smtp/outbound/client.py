@@ -322,7 +322,13 @@ class Envelope:
     recipients: list[str]
     size: int
     eightbit: bool  # 8-bit bytes anywhere: BODY=8BITMIME
-    smtputf8: bool  # UTF-8 in an address or a header field: SMTPUTF8 (RFC 6531)
+    utf8_headers: bool  # UTF-8 in header fields (RFC 6532)
+    utf8_addresses: bool  # UTF-8 in the sender or a recipient address
+
+    @property
+    def smtputf8(self) -> bool:
+        """Either needs SMTPUTF8 (RFC 6531 §3.4)."""
+        return self.utf8_headers or self.utf8_addresses
 
 
 @dataclass
@@ -339,8 +345,12 @@ def incompatible(conn: Connection, env: Envelope) -> Reply | None:
         return Reply(552, "5.3.4", f"the message ({env.size:,} bytes) is larger than {conn.hop} accepts "
                                    f"({limit:,} bytes, RFC 1870)")
     if env.smtputf8 and not conn.offers("smtputf8"):
-        return Reply(553, "5.6.7", f"the message has Vietnamese (UTF-8) characters in an address or header field and "
-                                   f"{conn.hop} does not accept them (no SMTPUTF8, RFC 6531)")
+        # RFC 6531 §3.2 / RFC 3463 X.6.7 (address) and X.6.9 (message headers)
+        if env.utf8_addresses:
+            return Reply(553, "5.6.7", f"an address has Vietnamese (UTF-8) letters and {conn.hop} does not accept "
+                                       "them (no SMTPUTF8, RFC 6531)")
+        return Reply(554, "5.6.9", f"the message's header fields have Vietnamese (UTF-8) letters and {conn.hop} "
+                                   "does not accept them (no SMTPUTF8, RFC 6531)")
     if env.eightbit and not conn.offers("8bitmime"):
         return Reply(554, "5.6.3", f"the message has 8-bit content and {conn.hop} accepts only 7-bit mail "
                                    "(no 8BITMIME, RFC 6152)")

@@ -155,8 +155,9 @@ class Attempt:
     """One delivery attempt of one message to one destination domain."""
 
     def __init__(self, entry: Entry, path: Path, *, router: Router, destinations: Destinations,
-                 settings: Outbound, helo: str) -> None:
+                 settings: Outbound, helo: str, on_host_failure: Callable[[str, Reply], None] | None = None) -> None:
         self.entry = entry
+        self.on_host_failure = on_host_failure
         self.path = path
         self.router = router
         self.destinations = destinations
@@ -169,12 +170,10 @@ class Attempt:
         except RouteError as e:
             await record([Tried(rcpts, e.reply)])
             return
-        env_utf8 = self.entry.utf8_headers or not self.entry.sender.isascii() or \
-            any(not r.rcpt.isascii() for r in rcpts)
         async with self.destinations.slot(route.destination):
-            await self._over(route, rcpts, env_utf8, record)
+            await self._over(route, rcpts, record)
 
-    async def _over(self, route: Route, rcpts: list[Recipient], utf8: bool, record: Record) -> None:
+    async def _over(self, route: Route, rcpts: list[Recipient], record: Record) -> None:
         """Hosts in route order; a kept connection first. `pending` shrinks as transactions decide."""
         pending = list(rcpts)
         last: Reply | None = None
@@ -192,10 +191,11 @@ class Attempt:
                         conn = await self._connect(hop, route)
                     except ConnectFailure as e:
                         last = e.reply
-                        log.info("queue %s: %s", self.entry.id, e.reply)
+                        if self.on_host_failure is not None:
+                            self.on_host_failure(str(hop), e.reply)
                         break  # RFC 5321 §5.1: the next host
                 try:
-                    await self._transactions(conn, pending, utf8, record)
+                    await self._transactions(conn, pending, record)
                 except LostConnection as e:
                     if reused and not e.data_sent:
                         conn, reused = None, False  # a kept connection the server had closed: once more, fresh
@@ -221,9 +221,15 @@ class Attempt:
             self.destinations.mark_tls_broken(key)
             return await connect(hop, route, helo=self.helo, timeouts=self.settings.timeouts, try_starttls=False)
 
-    async def _transactions(self, conn: Connection, pending: list[Recipient], utf8: bool, record: Record) -> None:
+    def _envelope(self, rcpts: list[Recipient]) -> Envelope:
+        e = self.entry
+        addresses = [e.sender, *(r.rcpt for r in rcpts)]
+        return Envelope(e.sender, [r.rcpt for r in rcpts], e.size, e.eightbit, e.utf8_headers,
+                        utf8_addresses=not all(a.isascii() for a in addresses))
+
+    async def _transactions(self, conn: Connection, pending: list[Recipient], record: Record) -> None:
         """Send to every recipient in `pending` over `conn`, removing each as its outcome is recorded."""
-        env_all = Envelope(self.entry.sender, [r.rcpt for r in pending], self.entry.size, self.entry.eightbit, utf8)
+        env_all = self._envelope(pending)
         where = str(conn.hop)
         bad = incompatible(conn, env_all)
         if bad is not None:
@@ -232,8 +238,7 @@ class Attempt:
             return
         while pending:
             batch = pending[: self.settings.max_recipients]
-            env = Envelope(env_all.sender, [r.rcpt for r in batch], env_all.size, env_all.eightbit, utf8)
-            result = await send(conn, env, read_blocks(self.path))
+            result = await send(conn, self._envelope(batch), read_blocks(self.path))
             decided: list[Tried] = []
             again: list[Recipient] = []
             if not result.mail.ok:

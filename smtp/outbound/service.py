@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from smtp.dsn import Failure, Report, build_dsn
-from smtp.headers import header_value, return_path, split_message
+from smtp.headers import return_path, split_message
 from smtp.ids import new_queue_id
 from smtp.outbound.delivery import Attempt, Destinations, Tried, outcomes
 from smtp.outbound.routing import Router
@@ -90,7 +90,6 @@ class OutboundService:
         removed = await self.queue.remove_orphans()
         if removed:
             log.warning("outbound queue: removed %d message files that were never queued", removed)
-        await self._adopt_pending_reports()
         self.queue.on_enqueued.append(self.wake)
         self._task = asyncio.get_running_loop().create_task(self._run(), name="outbound-dispatch")
         stats = await self.queue.stats()
@@ -160,7 +159,8 @@ class OutboundService:
                     by_domain.setdefault(r.domain, []).append(r)
             record = self._recorder(entry)
             attempt = Attempt(entry, self.queue.message_path(entry.id), router=self.router,
-                              destinations=self.destinations, settings=self.settings, helo=self.svc.settings.hostname)
+                              destinations=self.destinations, settings=self.settings, helo=self.svc.settings.hostname,
+                              on_host_failure=self._host_failed(entry))
             jobs = [attempt.remote(domain, rcpts, record) for domain, rcpts in by_domain.items()]
             if local:
                 jobs.append(self._local(entry, local, record))
@@ -181,12 +181,23 @@ class OutboundService:
         async def record(tried: list[Tried]) -> None:
             if not tried:
                 return
-            outs = outcomes(entry, tried, self.policy, self.clock())
-            await self.queue.record(entry.id, outs)  # fsynced before the next transaction starts
+            now = self.clock()
+            outs = outcomes(entry, tried, self.policy, now)
+            await self.queue.record(entry.id, outs, now)  # fsynced before the next transaction starts
             attempts = {r.rcpt: r.attempts + 1 for t in tried for r in t.rcpts}
             self._log_outcomes(entry, outs, attempts)
 
         return record
+
+    def _host_failed(self, entry: Entry) -> Callable[[str, Reply], None]:
+        """A server that could not be used (the next one is tried): its own line in the mail log."""
+
+        def note(host: str, reply: Reply) -> None:
+            self.svc.maillog.event("attempt", queue_id=entry.id, message_id=entry.message_id, sender=entry.sender,
+                                   account=entry.account, stage="outbound", remote_host=host,
+                                   code=f"{reply.code} {reply.enhanced}", reason=reply.text, result="no-connection")
+
+        return note
 
     def _log_outcomes(self, entry: Entry, outs: list[Outcome], attempts: dict[str, int]) -> None:
         """One mail-log line per distinct result (Đ7.2): who, which server, its words, TLS."""
@@ -282,22 +293,6 @@ class OutboundService:
         return NewEntry(id=new_queue_id(), sender="", recipients=[entry.sender], data=data, arrived_at=self.clock(),
                         kind="dsn", subject=text[0],
                         local={entry.sender} if sender_domain in svc.settings.domains else set())
-
-    async def _adopt_pending_reports(self) -> None:
-        """Bounces SMTP kept in `<data>/outbound-pending/` before the queue existed go out now."""
-        folder = self.svc.settings.paths.data / "outbound-pending"
-        if not folder.is_dir():
-            return
-        for path in sorted(folder.glob("*.dsn.eml")):
-            data = path.read_bytes()
-            to = (header_value(split_message(data)[0], "To") or "").strip().strip("<>")
-            if "@" in to:
-                domain = to.rpartition("@")[2].lower()
-                await self.queue.enqueue(NewEntry(
-                    id=new_queue_id(), sender="", recipients=[to], data=data, arrived_at=self.clock(), kind="dsn",
-                    local={to} if domain in self.svc.settings.domains else set()))
-                log.info("outbound queue: queued the pending report %s for %s", path.name, to)
-            path.unlink()
 
 
 def _status(r: Recipient, action: str) -> str:
