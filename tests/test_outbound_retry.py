@@ -131,3 +131,38 @@ async def test_bounces_are_never_bounced(outbound_env: OutboundEnv):
     assert len(env.log_events(event="dsn")) == 1
     assert origin.received == []
     assert (await env.queue.stats()).messages == 0
+
+
+async def test_operators_edit_the_bounce_texts(outbound_env: OutboundEnv, tmp_path):
+    """The bounce texts are templates beside the other notices; an edited copy is used at once, and
+    `config check` names a broken line of the reasons table."""
+    import asyncio
+
+    from tests.helpers import cli
+
+    env = outbound_env
+    folder = tmp_path / "texts"
+    await asyncio.to_thread(cli, env.smtp.config, "notice", "templates", "--export", str(folder), check=True)
+    failed = folder / "delivery-failed.txt"
+    failed.write_text(failed.read_text(encoding="utf-8").replace("Subject: Thư không gửi được",
+                                                                 "Subject: [Sở TT&TT] Thư không gửi được"),
+                      encoding="utf-8")
+    reasons = folder / "delivery-reasons.txt"
+    reasons.write_text(reasons.read_text(encoding="utf-8").replace(
+        "5.1.1 | Địa chỉ người nhận không tồn tại.", "5.1.1 | Không có hộp thư này ở đơn vị nhận."), encoding="utf-8")
+    env.app.settings.paths.templates = folder  # what `paths.templates` in mailserver.yaml sets
+    await env.sink("alpha.test", rcpt_replies={"ai@alpha.test": "550 5.1.1 No such user"})
+    a = await env.person("Nguyễn Văn An")
+    await env.send(a, ["ai@alpha.test"])
+    (report,) = await reports_in(env, a)
+    assert report.subject.startswith("[Sở TT&TT] Thư không gửi được")
+    assert "Không có hộp thư này ở đơn vị nhận." in report.text
+
+    cfg = env.smtp.config
+    cfg.write_text(cfg.read_text().replace("  data: ../data\n", f"  data: ../data\n  templates: {folder}\n"))
+    assert (await asyncio.to_thread(cli, cfg, "config", "check")).returncode == 0
+    with reasons.open("a", encoding="utf-8") as f:
+        f.write("5.9.9 only two columns | missing\n")
+    proc = await asyncio.to_thread(cli, cfg, "config", "check")
+    assert proc.returncode == 1 and "delivery-reasons.txt:" in proc.stderr
+    assert 'expected "status | Vietnamese | English"' in proc.stderr
