@@ -86,7 +86,7 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> str:
         atts.insert(0, FetchAtt("UID"))  # RFC 3501 §6.4.8: UID FETCH always returns UIDs
     sel = s.selected
     assert sel is not None
-    idxs = [i for i in sel.indexes(seqset, uid) if sel.uids[i] not in sel.pending_expunge]
+    idxs = sel.live(seqset, uid)
     if vanished:
         await _report_vanished(s, sel, seqset, changedsince or 0)
     if changedsince is not None:
