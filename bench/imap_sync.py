@@ -397,6 +397,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-dovecot", dest="dovecot", action="store_false",
                     help="skip the Dovecot baseline (Debian dovecot-imapd on the same files)")
+    ap.add_argument("--idle-only", action="store_true", help="only the IDLE memory measurement")
     ap.add_argument("--keep", type=Path, help="build the data here once and reuse it on later runs")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="imap-bench-") as tmp:
@@ -416,11 +417,13 @@ def main() -> None:
             print(f"set-up: {args.messages:,} + {args.big:,} messages in {time.perf_counter() - t:.0f} s")
             if args.keep:
                 saved.write_text(json.dumps(data))
-        server = Server(cfg)
-        try:
-            ours = measure(server.client, data, args.runs)
-        finally:
-            server.stop()
+        ours: dict[str, float] = {}
+        if not args.idle_only:
+            server = Server(cfg)
+            try:
+                ours = measure(server.client, data, args.runs)
+            finally:
+                server.stop()
         idle = None
         if args.idle:
             server = Server(cfg)  # a fresh process: what 1,000 idle users cost, not what the runs above left
@@ -429,13 +432,14 @@ def main() -> None:
             finally:
                 server.stop()
         dovecot = None
-        if args.dovecot and Path("/usr/sbin/dovecot").exists():
+        if args.dovecot and ours and Path("/usr/sbin/dovecot").exists():
             baseline = Dovecot(base, cfg, asyncio.run(maildirs(cfg, data)))
             try:
                 dovecot = measure(baseline.client, data, args.runs)
             finally:
                 baseline.stop()
-        report(data, args.runs, ours, dovecot)
+        if ours:
+            report(data, args.runs, ours, dovecot)
         if idle:
             print(idle)
 
