@@ -155,6 +155,32 @@ async def populate(cfg: Path, messages: int, big: int, idle_accounts: int) -> di
     return out
 
 
+async def store_share(cfg: Path, data: dict[str, Any], runs: int) -> dict[str, float]:
+    """The store calls behind the slow rows, timed in-process on the same data: where the time goes."""
+    app = await App.open(loaded=load(cfg))
+    out: dict[str, list[float]] = {"snapshot": [], "metadata": [], "big_snapshot": []}
+    try:
+        session = await app.store.session(await app.directory.get_account(data["sync"][0]))
+        for _ in range(runs):
+            t = time.perf_counter()
+            snap = await session.snapshot("INBOX")
+            out["snapshot"].append(time.perf_counter() - t)
+            uids = [m[0] for m in snap.messages]
+            t = time.perf_counter()
+            for k in range(0, len(uids), 1000):
+                await session.metadata("INBOX", uids[k : k + 1000])
+            out["metadata"].append(time.perf_counter() - t)
+        if "big" in data:
+            big = await app.store.session(await app.directory.get_account(data["big"]))
+            for _ in range(runs):
+                t = time.perf_counter()
+                await big.snapshot("Lưu trữ")
+                out["big_snapshot"].append(time.perf_counter() - t)
+    finally:
+        await app.close()
+    return {k: statistics.median(v) for k, v in out.items() if v}
+
+
 async def maildirs(cfg: Path, data: dict[str, Any]) -> dict[str, Path]:
     """Where the store keeps each benchmark account's Maildir (for the Dovecot baseline)."""
     app = await App.open(loaded=load(cfg))
@@ -440,6 +466,12 @@ def main() -> None:
                 baseline.stop()
         if ours:
             report(data, args.runs, ours, dovecot)
+            share = asyncio.run(store_share(cfg, data, args.runs))
+            print("  of which the store's own calls (in-process, same data):")
+            print(f"    snapshot(INBOX)                {share['snapshot'] * 1000:9.1f} ms   (in SELECT)")
+            print(f"    metadata(all, 1,000 at a time) {share['metadata'] * 1000:9.1f} ms   (in first-sync fetch)")
+            if "big_snapshot" in share:
+                print(f"    snapshot(big folder)           {share['big_snapshot'] * 1000:9.1f} ms   (in SELECT, big)")
         if idle:
             print(idle)
 

@@ -44,13 +44,36 @@ MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep"
 RFC822_SECTIONS = {"RFC822": Section(), "RFC822.HEADER": Section((), "HEADER"), "RFC822.TEXT": Section((), "TEXT")}
 
 
+class DateFormatter:
+    """RFC 3501 date-time in the province's time zone: "28-Nov-2026 10:00:00 +0700".
+
+    One per FETCH: the zone's offset is looked up once per quarter hour of arrival
+    times and the date part once per day, since a first sync formats
+    thousands of dates that share both.
+    """
+
+    def __init__(self, tz: tzinfo = UTC) -> None:
+        self.tz = tz
+        self._offsets: dict[int, tuple[int, bytes]] = {}
+        self._days: dict[int, bytes] = {}
+
+    def __call__(self, when: datetime) -> bytes:
+        ts = int(when.timestamp())
+        zone = self._offsets.get(ts // 900)  # offsets change on quarter hours (DST, :30 and :45 zones)
+        if zone is None:
+            off = int((datetime.fromtimestamp(ts, self.tz).utcoffset() or timedelta(0)).total_seconds())
+            sign, m = (b"-", -off // 60) if off < 0 else (b"+", off // 60)
+            zone = self._offsets[ts // 900] = (off, b"%s%02d%02d" % (sign, m // 60, m % 60))
+        day, sec = divmod(ts + zone[0], 86400)
+        prefix = self._days.get(day)
+        if prefix is None:
+            t = time.gmtime(day * 86400)
+            prefix = self._days[day] = b'"%02d-%s-%04d ' % (t.tm_mday, MONTHS[t.tm_mon - 1], t.tm_year)
+        return b'%s%02d:%02d:%02d %s"' % (prefix, sec // 3600, sec // 60 % 60, sec % 60, zone[1])
+
+
 def internal_date(when: datetime, tz: tzinfo = UTC) -> bytes:
-    """RFC 3501 date-time in the province's time zone: "28-Nov-2026 10:00:00 +0700"."""
-    off = int((tz.utcoffset(when) or timedelta(0)).total_seconds())
-    t = time.gmtime(int(when.timestamp()) + off)
-    sign, m = (b"-", -off // 60) if off < 0 else (b"+", off // 60)
-    return b'"%02d-%s-%04d %02d:%02d:%02d %s%02d%02d"' % (
-        t.tm_mday, MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour, t.tm_min, t.tm_sec, sign, m // 60, m % 60)
+    return DateFormatter(tz)(when)
 
 
 @uid_pair("FETCH", SELECTED, expunge_ok=False)
@@ -161,8 +184,8 @@ def _renderer(s: Session, sel: Selected, a: FetchAtt) -> Render:
     if name == "RFC822.SIZE":
         return lambda i, meta: b"RFC822.SIZE %d" % meta.size
     if name == "INTERNALDATE":
-        tz = s.server.timezone
-        return lambda i, meta: b"INTERNALDATE " + internal_date(meta.internal_date, tz)
+        fmt = DateFormatter(s.server.timezone)
+        return lambda i, meta: b"INTERNALDATE " + fmt(meta.internal_date)
     if name == "ENVELOPE":
         return lambda i, meta: b"ENVELOPE " + structure.envelope(meta.envelope, s.utf8)
     if name == "BODYSTRUCTURE":
