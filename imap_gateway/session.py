@@ -207,7 +207,12 @@ class Session:
         return None if check is None else await check(self, first_line, size)
 
     async def sync_updates(self, expunge_ok: bool) -> None:
-        """Untagged EXISTS/EXPUNGE/FETCH for changes other sessions made (see selected.py)."""
+        """Untagged EXISTS/EXPUNGE/FETCH for changes other sessions made (see selected.py).
+
+        A failure here must not cost the client the reply to a command that
+        succeeded: it is logged and the folder stays marked, so the next
+        command tries again.
+        """
         sel = self.selected
         if sel is None:
             return
@@ -215,10 +220,17 @@ class Session:
             await sel.sync(self, expunge_ok)
         except MailserverError as e:
             if getattr(e, "field", None) != "folder":
-                raise
+                log.warning("IMAP update of %s failed: %s", sel.folder, e)
+                sel.dirty = True
+                return
             # Another session deleted the folder we have selected: nothing valid is left to show.
             self.untagged("BYE " + texts.both("the selected folder was deleted", "thư mục đang mở đã bị xóa"))
             self.state = State.logout
+        except (Closed, ConnectionError):
+            raise
+        except Exception:
+            log.exception("IMAP update of %s failed", sel.folder)
+            sel.dirty = True
 
     def on_store_event(self, event: Any) -> None:
         """The store's doorbell (called for every change in this account): mark, and wake IDLE."""
