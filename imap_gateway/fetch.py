@@ -113,13 +113,13 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> str:
     if vanished:
         await _report_vanished(s, sel, seqset, changedsince or 0)
     if changedsince is not None:
-        idxs = [i for i in idxs if sel.modseqs[i] > changedsince]
+        idxs = [i for i in idxs if sel.msgs[i][2] > changedsince]
     if not idxs:
         return "FETCH completed"
     # \Seen is set before the data is sent, and the new FLAGS go in the same response (RFC 3501 §6.4.5).
     seen_changed: set[int] = set()
     if not sel.readonly and any(a.sets_seen for a in atts):
-        unseen = [sel.uids[i] for i in idxs if "\\Seen" not in sel.flags[i]]
+        unseen = [sel.msgs[i][0] for i in idxs if "\\Seen" not in sel.msgs[i][1]]
         if unseen:
             changed, _ = await s.mbox.store_flags(sel.folder, unseen, ["\\Seen"], mode="add")
             seen_changed = set(sel.update(changed))
@@ -135,7 +135,7 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> str:
                 # The index works on its own thread: let it read the next batch while we format this one.
                 pending = _metadata(s, sel, batches[n + 1]) if n + 1 < len(batches) else None
             for i in batch:
-                meta = metas.get(sel.uids[i])
+                meta = metas.get(sel.msgs[i][0])
                 if needs_meta and meta is None:
                     continue  # expunged meanwhile by another session: nothing to show (RFC 2180 §4.1.1)
                 items = []
@@ -154,7 +154,8 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> str:
 
 
 def _metadata(s: Session, sel: Selected, batch: list[int]) -> asyncio.Task[Any]:
-    return asyncio.ensure_future(s.mbox.metadata(sel.folder, [sel.uids[i] for i in batch]))
+    msgs = sel.msgs
+    return asyncio.ensure_future(s.mbox.metadata(sel.folder, [msgs[i][0] for i in batch]))
 
 
 async def _report_vanished(s: Session, sel: Selected, seqset: Any, changedsince: int) -> None:
@@ -176,11 +177,11 @@ def _renderer(s: Session, sel: Selected, a: FetchAtt) -> Render:
     """
     name = a.name
     if name == "UID":
-        return lambda i, meta: b"UID %d" % sel.uids[i]
+        return lambda i, meta: b"UID %d" % sel.msgs[i][0]
     if name == "FLAGS":
         return lambda i, meta: b"FLAGS " + wire.flag_list(sel.flags_of(i))
     if name == "MODSEQ":
-        return lambda i, meta: b"MODSEQ (%d)" % sel.modseqs[i]
+        return lambda i, meta: b"MODSEQ (%d)" % sel.msgs[i][2]
     if name == "RFC822.SIZE":
         return lambda i, meta: b"RFC822.SIZE %d" % meta.size
     if name == "INTERNALDATE":
