@@ -72,10 +72,6 @@ class DateFormatter:
         return b'%s%02d:%02d:%02d %s"' % (prefix, sec // 3600, sec // 60 % 60, sec % 60, zone[1])
 
 
-def internal_date(when: datetime, tz: tzinfo = UTC) -> bytes:
-    return DateFormatter(tz)(when)
-
-
 @uid_pair("FETCH", SELECTED, expunge_ok=False)
 async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> str:
     p.sp()
