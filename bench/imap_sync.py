@@ -322,41 +322,41 @@ def timed(fn: Any) -> float:
     return elapsed
 
 
-def measure(client: Any, data: dict[str, Any], runs: int) -> dict[str, float]:
-    """Medians (seconds) of each operation; one warm-up round first, as a client that syncs daily."""
+def one_round(client: Any, data: dict[str, Any]) -> dict[str, float]:
+    """Each operation once, on fresh connections (seconds)."""
     addr, big_uid = data["sync"]
-    res: dict[str, list[float]] = {k: [] for k in ("noop", "login", "select", "first", "search", "body")}
-    for run in range(runs + 1):
-        c = client()
-        samples = {
-            "login": timed(lambda c=c: c.login(addr, PASSWORD)),
-            "noop": timed(c.noop),
-            "select": timed(lambda c=c: c.select("INBOX")),
-            "first": timed(lambda c=c: c.uid("FETCH", "1:*", FIRST_SYNC)),
-        }
-        c.literal = "công văn".encode()
-        samples["search"] = timed(lambda c=c: c.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT"))
-        samples["body"] = timed(lambda c=c: c.uid("FETCH", str(big_uid), "(BODY.PEEK[])"))
-        c.logout()
-        if run:
-            for k, v in samples.items():
-                res[k].append(v)
-    out = {k: statistics.median(v) for k, v in res.items()}
+    c = client()
+    out = {
+        "login": timed(lambda: c.login(addr, PASSWORD)),
+        "noop": timed(c.noop),
+        "select": timed(lambda: c.select("INBOX")),
+        "first": timed(lambda: c.uid("FETCH", "1:*", FIRST_SYNC)),
+    }
+    c.literal = "công văn".encode()
+    out["search"] = timed(lambda: c.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT"))
+    out["body"] = timed(lambda: c.uid("FETCH", str(big_uid), "(BODY.PEEK[])"))
+    c.logout()
     if "big" in data:
-        sel, flag = [], []
-        for run in range(runs + 1):
-            c = client()
-            c.login(data["big"], PASSWORD)
-            t = timed(lambda c=c: c._simple_command("SELECT", '"L&AbA-u tr&Hu8-"'))
-            c.state = "SELECTED"
-            uid = str(random.randint(1, data["big_n"]))
-            f = timed(lambda c=c, uid=uid: c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Flagged)"))
-            c.logout()
-            if run:
-                sel.append(t)
-                flag.append(f)
-        out["big_select"], out["big_flag"] = statistics.median(sel), statistics.median(flag)
+        c = client()
+        c.login(data["big"], PASSWORD)
+        out["big_select"] = timed(lambda: c._simple_command("SELECT", '"L&AbA-u tr&Hu8-"'))
+        c.state = "SELECTED"
+        uid = str(random.randint(1, data["big_n"]))
+        out["big_flag"] = timed(lambda: c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Flagged)"))
+        c.logout()
     return out
+
+
+def measure(clients: dict[str, Any], data: dict[str, Any], runs: int) -> dict[str, dict[str, float]]:
+    """Medians per server. The servers take turns round by round, so both see the same load on
+    this shared machine; the first round of each is a warm-up (caches, as a client that syncs daily)."""
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in clients}
+    for run in range(runs + 1):
+        for name, client in clients.items():
+            for key, value in one_round(client, data).items():
+                if run:
+                    samples[name].setdefault(key, []).append(value)
+    return {name: {k: statistics.median(v) for k, v in rows.items()} for name, rows in samples.items()}
 
 
 ROWS = [
@@ -373,7 +373,7 @@ ROWS = [
 
 def report(data: dict[str, Any], runs: int, ours: dict[str, float], dovecot: dict[str, float] | None) -> None:
     print(f"\n{data['messages']:,}-message INBOX and {data['big_n']:,}-message folder; imaplib over TLS, "
-          f"median of {runs} after one warm-up")
+          f"median of {runs} rounds after one warm-up, the servers taking turns")
     head = f"  {'':32}{'this server':>12}"
     if dovecot:
         head += f"{'Dovecot 2.3':>14}{'ratio':>8}"
@@ -444,12 +444,20 @@ def main() -> None:
             if args.keep:
                 saved.write_text(json.dumps(data))
         ours: dict[str, float] = {}
+        dovecot = None
         if not args.idle_only:
             server = Server(cfg)
+            baseline = None
+            if args.dovecot and Path("/usr/sbin/dovecot").exists():
+                baseline = Dovecot(base, cfg, asyncio.run(maildirs(cfg, data)))
+            clients = {"ours": server.client, **({"dovecot": baseline.client} if baseline else {})}
             try:
-                ours = measure(server.client, data, args.runs)
+                medians = measure(clients, data, args.runs)
             finally:
                 server.stop()
+                if baseline is not None:
+                    baseline.stop()
+            ours, dovecot = medians["ours"], medians.get("dovecot")
         idle = None
         if args.idle:
             server = Server(cfg)  # a fresh process: what 1,000 idle users cost, not what the runs above left
@@ -457,13 +465,6 @@ def main() -> None:
                 idle = idle_memory(server, data["idle"], args.idle)
             finally:
                 server.stop()
-        dovecot = None
-        if args.dovecot and ours and Path("/usr/sbin/dovecot").exists():
-            baseline = Dovecot(base, cfg, asyncio.run(maildirs(cfg, data)))
-            try:
-                dovecot = measure(baseline.client, data, args.runs)
-            finally:
-                baseline.stop()
         if ours:
             report(data, args.runs, ours, dovecot)
             share = asyncio.run(store_share(cfg, data, args.runs))
