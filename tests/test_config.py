@@ -101,6 +101,16 @@ def test_plain_http_web_only_on_loopback(tmp_path):
     assert errors == ["mailserver.yaml:1 listeners: web.tls may be false only when web.host is a loopback address"]
 
 
+def test_imap_plaintext_login_only_on_loopback(tmp_path):
+    """Issue 6: LOGINDISABLED until STARTTLS on 143; the development exception is for loopback only."""
+    errors = errors_of(tmp_path, "listeners:\n  imap: {host: 0.0.0.0, port: 143, allow_plaintext_login: true}\n")
+    assert errors == ["mailserver.yaml:1 listeners: imap.allow_plaintext_login may be true only when imap.host "
+                      "is a loopback address"]
+    cfg = tmp_path / "mailserver.yaml"
+    cfg.write_text("listeners:\n  imap: {host: 127.0.0.1, port: 1143, allow_plaintext_login: true}\n")
+    assert load(cfg).settings.listeners.imap.allow_plaintext_login
+
+
 def test_yaml_syntax_error_has_a_line(tmp_path):
     errors = errors_of(tmp_path, "hostname: a\nlisteners: [\n")
     assert errors[0].startswith("mailserver.yaml:") and "not valid YAML" in errors[0]

@@ -51,3 +51,34 @@ def test_read_only_folder_cannot_move(wire):
     wire.ok("EXAMINE INBOX")
     assert b"NO [READ-ONLY]" in wire.cmd("MOVE 1 Trash")[-1]
     wire.ok("COPY 1 Trash")  # copying out of a read-only folder is fine
+
+
+@pytest.fixture(scope="module")
+def small_quota_server(tmp_path_factory):
+    from tests.imap_support import make_server
+
+    with make_server(tmp_path_factory.mktemp("imap-copy-quota"), policy="quota:\n  default: 64KiB\n") as srv:
+        yield srv
+
+
+def test_copy_over_the_quota_is_overquota_and_copies_nothing(small_quota_server):
+    """Đ7.3: a copy counts against the quota like an APPEND (RFC 9208 §4.3: NO [OVERQUOTA]); a move
+    adds nothing, so a full mailbox can still clean up by moving to Trash."""
+    from tests.imap_support import Wire, message
+
+    srv = small_quota_server
+    user = srv.new_user()
+    for i in range(3):
+        srv.deliver(user, message(f"đầy {i}", "x" * 12_000))
+    w = Wire(srv, user=user)
+    try:
+        w.ok("SELECT INBOX")
+        lines = w.cmd("COPY 1:3 Archive")
+        assert lines[-1].startswith(w.last_tag + b" NO [OVERQUOTA]"), lines
+        assert b"MESSAGES 0" in w.ok("STATUS Archive (MESSAGES)")[0]
+        before = srv.usage(user).bytes
+        lines = w.ok("UID MOVE 1:3 Trash")
+        assert re.match(rb"\* OK \[COPYUID \d+ 1:3 1:3\]", lines[0]), lines
+        assert srv.usage(user).bytes == before
+    finally:
+        w.close()
