@@ -363,8 +363,14 @@ class Parser:
                 raise self.error(f"{what} is not valid UTF-8") from e
         else:
             try:
-                name = utf7.decode(raw.decode("ascii"))
-            except (UnicodeDecodeError, utf7.Utf7Error) as e:
+                text = raw.decode("ascii")
+            except UnicodeDecodeError as e:
+                # RFC 3501 §5.1.3: 8-bit names are for clients that ENABLE UTF8=ACCEPT (RFC 6855 §3).
+                raise self.error(f"{what} has 8-bit characters: send it in modified UTF-7, "
+                                 "or ENABLE UTF8=ACCEPT first") from e
+            try:
+                name = utf7.decode(text)
+            except utf7.Utf7Error as e:
                 raise self.error(f"{what} is not valid modified UTF-7 ({e})") from e
         return name
 

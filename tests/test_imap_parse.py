@@ -109,6 +109,8 @@ def test_mailbox_names_are_modified_utf7_or_utf8_after_enable():
     assert parse(b"Thu.Muc", "mailbox") == "Thu.Muc"
     with pytest.raises(ParseError, match="modified UTF-7"):
         parse(b"&Jjo", "mailbox")
+    with pytest.raises(ParseError, match="8-bit characters: send it in modified UTF-7, or ENABLE UTF8=ACCEPT"):
+        parse('"Công văn"'.encode(), "mailbox")  # raw UTF-8 from a client that did not enable it
     assert parse('"Công văn đến"'.encode(), "mailbox", utf8=True) == "Công văn đến"
     assert parse(b"a&b", "mailbox", utf8=True) == "a&b"
     assert parse(b"Th%*]", "list_mailbox") == "Th%*]"
