@@ -251,7 +251,8 @@ class Dovecot:
         # Dovecot will not run mail processes as root: it works as "nobody", so the (temporary,
         # benchmark) tree is opened to it; it runs after our measurements and may move new/ to cur/.
         for folder in [base, *base.rglob("*")]:
-            folder.chmod(folder.stat().st_mode | (0o777 if folder.is_dir() else 0o666))
+            with contextlib.suppress(FileNotFoundError):  # our server, already running, drops SQLite -shm files
+                folder.chmod(folder.stat().st_mode | (0o777 if folder.is_dir() else 0o666))
         users = []
         for addr, path in mailboxes.items():
             state = run / "state" / addr
