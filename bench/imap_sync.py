@@ -29,12 +29,15 @@ import imaplib
 import json
 import os
 import random
+import re
+import shutil
 import socket
 import ssl
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.header import Header
@@ -50,6 +53,7 @@ from storage.directory import PersonRequest  # noqa: E402
 from storage.store import MailStore  # noqa: E402
 
 PASSWORD = "Matkhau#2026aA"
+READY = re.compile(r"mailserver\.serve: ready: .*\bimaps\b")
 FILL_BATCH = 64  # concurrent deliveries while filling
 FIRST_SYNC = "(FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (FROM TO CC SUBJECT DATE MESSAGE-ID)])"
 SUBJECTS = ["Công văn số {n}/UBND-VP về việc triển khai kế hoạch năm 2026",
@@ -99,13 +103,15 @@ def small(i: int) -> bytes:
 
 
 def write_config(base: Path) -> Path:
+    """Also on every reuse of --keep data: ports free now (another process may hold the old ones)."""
+
     def port() -> int:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             return int(s.getsockname()[1])
 
     etc = base / "etc"
-    etc.mkdir(parents=True)
+    etc.mkdir(parents=True, exist_ok=True)
     (etc / "policy.yaml").write_text("quota:\n  default: 50GiB\n", encoding="utf-8")
     listeners = "\n".join(f"  {n}: {{host: 127.0.0.1, port: {port()}" + (", tls: false" if n == "web" else "")
                           + ("" if n in ("imap", "imaps", "web") else ", enabled: false") + "}"
@@ -205,19 +211,29 @@ class Server:
         env.pop("MAILSERVER_CONFIG", None)
         self.proc = subprocess.Popen([sys.executable, "-m", "mailserver", "--config", str(cfg), "serve"],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-        assert self.proc.stdout is not None
+        # Read its output all the time: a full pipe would stop the server at its next log line.
+        self.output: list[str] = []
+        ready = threading.Event()
+        threading.Thread(target=self._read, args=(ready,), daemon=True).start()
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if "ready" in line:
-                break
-            if not line and self.proc.poll() is not None:
-                raise RuntimeError("server did not start")
+        while not ready.wait(0.2):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("server did not start:\n" + "".join(self.output[-20:]))
         loaded = load(cfg)
         self.port = loaded.settings.listeners.imaps.port
         self.ctx = ssl.create_default_context(cafile=str(loaded.settings.cert_path))
 
+    def _read(self, ready: threading.Event) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            if READY.search(line):  # the serve log's "ready: imap, imaps, ..." (not "already in use")
+                ready.set()
+
     def rss_mb(self) -> float:
+        if self.proc.poll() is not None:
+            raise RuntimeError("the server exited:\n" + "".join(self.output[-20:]))
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
@@ -235,31 +251,47 @@ class Server:
 
 
 class Dovecot:
-    """Debian's Dovecot 2.3 serving the same Maildir files, as the baseline (bench only).
+    """Debian's Dovecot 2.3 serving the same message files, as the baseline (bench only).
 
-    Its own index and UID list go to a separate folder (INDEX=, CONTROL=), so
-    it reads our Maildir files but writes none of our control files.
+    It gets a hard-linked copy of each Maildir (the same files, its own
+    directories) and its own index (INDEX=): its flag changes rename files in
+    its copy, never under our running server, whose index would otherwise
+    have to rescan the folder between our rounds. It reads the UIDs from its
+    own copy of our `dovecot-uidlist` (the store writes Dovecot's format), so
+    `UID FETCH n` names the same message on both servers.
     """
 
     def __init__(self, base: Path, cfg: Path, mailboxes: dict[str, Path]) -> None:
         loaded = load(cfg)
         run = base / "dovecot"
+        for fresh in ("mail", "state"):  # a new copy each run, and an index built from it in the warm-up
+            shutil.rmtree(run / fresh, ignore_errors=True)
         run.mkdir(exist_ok=True)
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             self.port = int(probe.getsockname()[1])
-        # Dovecot will not run mail processes as root: it works as "nobody", so the (temporary,
-        # benchmark) tree is opened to it; it runs after our measurements and may move new/ to cur/.
-        for folder in [base, *base.rglob("*")]:
-            with contextlib.suppress(FileNotFoundError):  # our server, already running, drops SQLite -shm files
-                folder.chmod(folder.stat().st_mode | (0o777 if folder.is_dir() else 0o666))
         users = []
-        for addr, path in mailboxes.items():
+        for addr, original in mailboxes.items():
+            path = run / "mail" / addr
+            path.parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["cp", "-al", str(original), str(path)], check=True)
+            for ours in path.glob("mailserver.*"):  # our index is not Dovecot's business
+                ours.unlink()
+            for control in [*path.rglob("dovecot-uidlist"), *path.rglob("dovecot-keywords")]:
+                content = control.read_bytes()  # its own copy, not a link to ours
+                control.unlink()
+                control.write_bytes(content)
+            # Dovecot will not run mail processes as root: it works as "nobody", so the (temporary,
+            # benchmark) copy is opened to it; the files' modes are shared with ours through the links.
+            for item in [path, *path.rglob("*")]:
+                item.chmod(item.stat().st_mode | (0o777 if item.is_dir() else 0o666))
             state = run / "state" / addr
             state.mkdir(parents=True, exist_ok=True)
             os.chown(state, 65534, 65534)
             users.append(f"{addr}:{{PLAIN}}{PASSWORD}::::::userdb_mail=maildir:{path}:INDEX={state}/index"
-                         f":CONTROL={state}/control userdb_uid=65534 userdb_gid=65534 userdb_home={state}")
+                         f" userdb_uid=65534 userdb_gid=65534 userdb_home={state}")
+        for parent in (base, run, run / "mail", run / "state"):
+            parent.chmod(parent.stat().st_mode | 0o755)  # "nobody" must reach the copies and its state
         (run / "users").write_text("\n".join(users) + "\n", encoding="utf-8")
         conf = run / "dovecot.conf"
         conf.write_text(f"""base_dir = {run}/run
@@ -320,11 +352,15 @@ service imap-login {{
                        stderr=subprocess.DEVNULL)
 
 
-def timed(fn: Any) -> float:
+def timed(fn: Any, min_bytes: int = 0) -> float:
+    """Seconds for one command; `min_bytes`: the answer must carry at least that much (a UID FETCH of a
+    UID the server does not have is a quick, empty OK)."""
     t = time.perf_counter()
     typ, data = fn()
     elapsed = time.perf_counter() - t
     assert typ == "OK", data
+    got = sum(len(x[1]) for x in data if isinstance(x, tuple))
+    assert got >= min_bytes, f"{got} bytes, expected {min_bytes}+"
     return elapsed
 
 
@@ -340,7 +376,7 @@ def one_round(client: Any, data: dict[str, Any]) -> dict[str, float]:
     }
     c.literal = "công văn".encode()
     out["search"] = timed(lambda: c.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT"))
-    out["body"] = timed(lambda: c.uid("FETCH", str(big_uid), "(BODY.PEEK[])"))
+    out["body"] = timed(lambda: c.uid("FETCH", str(big_uid), "(BODY.PEEK[])"), min_bytes=1_000_000)
     c.logout()
     if "big" in data:
         c = client()
@@ -437,7 +473,7 @@ def main() -> None:
         saved = base / "bench.json"
         if saved.exists():
             data = json.loads(saved.read_text())
-            cfg = base / "etc" / "mailserver.yaml"
+            cfg = write_config(base)
             print(f"reusing {base}: {data['messages']:,} + {data['big_n']:,} messages")
         else:
             cfg = write_config(base)
@@ -452,10 +488,15 @@ def main() -> None:
         ours: dict[str, float] = {}
         dovecot = None
         if not args.idle_only:
-            server = Server(cfg)
             baseline = None
             if args.dovecot and Path("/usr/sbin/dovecot").exists():
                 baseline = Dovecot(base, cfg, asyncio.run(maildirs(cfg, data)))
+            try:
+                server = Server(cfg)
+            except BaseException:
+                if baseline is not None:
+                    baseline.stop()
+                raise
             clients = {"ours": server.client, **({"dovecot": baseline.client} if baseline else {})}
             try:
                 medians = measure(clients, data, args.runs)
