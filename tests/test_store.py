@@ -475,6 +475,32 @@ async def test_pool_shares_and_closes_idle_indexes(app):
         await store.close()
 
 
+async def test_indexes_evicted_under_load_are_never_closed_under_a_user(app):
+    """More busy accounts than the pool keeps open: eviction must only close indexes nobody is
+    about to use (a handle just opened, or handed to callers waiting for it, is in use)."""
+    from storage.store import MailStore
+
+    accounts = [await person(app, f"Người Dùng {i}") for i in range(6)]
+    store = MailStore(app.settings.paths.mail_dir, app.policy, app.directory, max_open=2)
+    try:
+        for acc in accounts:
+            await store.deliver(acc, message())
+        sessions = [await store.session(acc) for acc in accounts]
+        for _ in range(3):
+            results = await asyncio.gather(*(sessions[i % 6].status("INBOX") for i in range(120)),
+                                           *(store.deliver(accounts[i % 6], message(token=str(i)))
+                                             for i in range(30)), return_exceptions=True)
+            assert [r for r in results if isinstance(r, BaseException)] == []
+        for _ in range(100):  # over the limit while everything was busy; back under it once released
+            if store.pool.open_count <= 2:
+                break
+            await asyncio.sleep(0.02)
+        assert store.pool.open_count <= 2
+        assert sum([(await store.usage(a)).messages for a in accounts]) == 6 + 90
+    finally:
+        await store.close()
+
+
 async def test_deleted_index_is_rebuilt_while_running(app):
     acc = await person(app)
     await app.store.deliver(acc, message())
