@@ -50,9 +50,22 @@ class Dovecot:
         return ssl.create_default_context(cafile=str(self.cert))
 
     def add_user(self, user: str, password: str) -> None:
+        """Rewrite the passwd-file atomically (Dovecot rereads it when it changes; a file truncated and
+        rewritten within one clock tick could be read half-written and kept) and wait until it logs in."""
         self.users[user] = password
         lines = [f"{u}:{hash_password(p)}" for u, p in self.users.items()]
-        (self.base / "users").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp = self.base / "users.tmp"
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        os.replace(tmp, self.base / "users")
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.login(user).logout()
+                return
+            except imaplib.IMAP4.error:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
     def login(self, user: str) -> imaplib.IMAP4_SSL:
         c = imaplib.IMAP4_SSL("localhost", self.imaps_port, ssl_context=self.context(), timeout=60)

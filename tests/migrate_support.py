@@ -98,3 +98,16 @@ def run_json(config: Path, *args: str) -> tuple[int, list[dict[str, Any]]]:
         return proc.returncode, json.loads(proc.stdout)
     except json.JSONDecodeError:
         raise AssertionError(f"not JSON ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}") from None
+
+
+async def store_snapshot(app: Any, address: str, folder: str) -> Counter[tuple[bytes, frozenset[str], float]]:
+    """The same view as `snapshot`, read through the store's public API (in-process tests)."""
+    account = await app.directory.get_account(address)
+    session = await app.store.session(account)
+    out: Counter[tuple[bytes, frozenset[str], float]] = Counter()
+    uids = await session.uids(folder)
+    for meta in await session.metadata(folder, uids):
+        body = await session.read(folder, meta.uid)
+        out[(body, frozenset(meta.flags) - {"\\Recent"}, float(int(meta.internal_date.timestamp())))] += 1
+    return out
+

@@ -244,7 +244,7 @@ class Copier:
         if plan.candidates and not todo:
             await asyncio.to_thread(self.db.finish_batch, job, key, [], [], [], max(c.uid for c in plan.candidates))
         batches = self._batches(todo)
-        queue: asyncio.Queue[list[Loaded] | BaseException | None] = asyncio.Queue(maxsize=1)
+        queue: asyncio.Queue[list[Loaded] | Exception | None] = asyncio.Queue(maxsize=1)
 
         async def reader() -> None:
             try:
@@ -257,8 +257,8 @@ class Copier:
                                                            "deleted on the old server during the migration"))
                     await queue.put(loaded)
                 await queue.put(None)
-            except BaseException as e:  # handed to the writer, which stops the account
-                await queue.put(e)
+            except Exception as e:  # handed to the writer, which stops the account
+                await queue.put(e)  # (a cancellation is not caught: the writer has stopped reading)
 
         task = asyncio.create_task(reader())
         try:
@@ -266,7 +266,7 @@ class Copier:
                 item = await queue.get()
                 if item is None:
                     break
-                if isinstance(item, BaseException):
+                if isinstance(item, Exception):
                     raise item
                 await self._store_batch(session, account, job, plan, batch, item, report)
                 on_change()
