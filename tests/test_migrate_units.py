@@ -66,7 +66,7 @@ def test_parse_fetch_with_literals_in_any_order():
 
 
 def test_parse_list_decodes_modified_utf7_and_literal_names():
-    got = parse_list([b'(\\HasNoChildren \\Sent) "." "Th&AbA- &ARE-&AOM- g&Hu0-i"',
+    got = parse_list([b'(\\HasNoChildren \\Sent) "." "Th&AbA- &AREA4w- g&Hu0-i"',
                       b'(\\Noselect \\HasChildren) "/" {6}', bytearray(b'D"ir\\x'), b"",
                       b'(\\HasNoChildren) NIL inbox'])
     assert got[0].name == "Thư đã gửi" and got[0].attributes == {"\\HasNoChildren", "\\Sent"}
