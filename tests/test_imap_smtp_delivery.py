@@ -24,10 +24,14 @@ async def test_idle_receives_a_message_smtp_just_delivered(smtp_env):
         imap = aioimaplib.IMAP4_SSL("localhost", app.settings.listeners.imaps.port, ssl_context=ctx, timeout=30)
         await imap.wait_hello_from_server()
         assert (await imap.login(reader, PASSWORD)).result == "OK"
+        await imap.protocol.capability()
+        append_limits = [c.split("=", 1)[1] for c in imap.protocol.capabilities if c.startswith("APPENDLIMIT=")]
         assert (await imap.select("INBOX")).result == "OK"
         idle = await imap.idle_start(timeout=30)
 
         smtp = await smtp_env.login(writer, "submission")
+        # RFC 7889: what submission accepts (EHLO SIZE) can always be saved to Sent (APPENDLIMIT).
+        assert append_limits == [smtp.esmtp_extensions["size"]], (append_limits, smtp.esmtp_extensions)
         await smtp.sendmail(writer, [reader], message(writer, reader, subject="Công văn khẩn số 7",
                                                       body="Đề nghị xử lý trong ngày.\r\n"))
         await smtp.quit()
