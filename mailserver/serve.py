@@ -22,9 +22,9 @@ from typing import Any, Protocol
 from imap_gateway.server import ImapBackend, ImapServer
 from imap_gateway.tls import server_context
 from mailserver.app import App
-from mailserver.health import clamd_check, disk_check, listener_check
+from mailserver.health import clamd_check, disk_check, listener_check, spamd_check
 from mailserver.scheduler import JobScheduler
-from mailserver.smtp_wiring import build_smtp_service, clamd_client
+from mailserver.smtp_wiring import build_smtp_service, clamd_client, spamd_client
 from mailserver.web.service import WebService
 from policy.limits import message_size_limit
 from policy.settings import LISTENER_NAMES
@@ -92,12 +92,21 @@ def build_services(app: App) -> list[Service]:
 
 
 def register_health_checks(app: App) -> None:
-    """Checks that do not belong to one service: disk space, and clamd when configured (Đ8.2.b)."""
+    """Checks that do not belong to one service: disk space, clamd when configured, and spamd (Đ8.2.b),
+    whose configuration is also said in the log at start."""
     settings = app.settings
     app.health.add("disk", disk_check(settings.paths.data, settings.monitoring.min_free_disk))
     clamd = clamd_client(settings)
     if clamd.configured:
         app.health.add("clamd", clamd_check(clamd))
+    spamd = spamd_client(settings)
+    app.health.add("spamd", spamd_check(spamd))
+    if spamd.configured:
+        log.info("spam filter: spamd at %s; Junk from score %.1f, refused from %.1f, submitted mail refused from "
+                 "%.1f", spamd.address, app.policy.spam.junk, app.policy.spam.reject, app.policy.spam.outbound_reject)
+    else:
+        log.warning("spam filter off: no spamd configured (spamd.host/port or spamd.socket); messages are not "
+                    "scored for spam (Article 8.2.b)")
 
 
 def served_listeners(service: Service) -> tuple[str, ...]:

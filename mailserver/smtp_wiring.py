@@ -18,6 +18,7 @@ from smtp.ratelimit import SendRateLimiter
 from smtp.service import SmtpService
 from smtp.services import Services
 from smtp.signing import DkimSigner
+from smtp.spamd import SpamdClient
 from storage.maillog import MailLog
 from storage.metrics import ServerMetrics
 
@@ -37,6 +38,10 @@ def metrics_observer(metrics: ServerMetrics) -> Callable[[dict[str, Any]], None]
             metrics.messages_rejected.labels(listener=listener, reason=reason).inc()
         elif event == "virus":
             metrics.virus_found.labels(listener=listener).inc()
+        if event in ("accepted", "rejected", "deferred") and rec.get("spam") not in (None, "off"):
+            metrics.spam_checks.labels(listener=listener, decision=rec["spam"]).inc()
+            if "spam_score" in rec:
+                metrics.spam_score.labels(listener=listener).observe(rec["spam_score"])
         elif event == "delivered":
             metrics.deliveries.labels(result="local").inc()
         elif event == "bounced":
@@ -49,6 +54,13 @@ def clamd_client(settings: Settings) -> ClamdClient:
     """The one way to reach clamd: the SMTP checks scan through it, /healthz pings through it."""
     c = settings.clamd
     return ClamdClient(socket=c.socket, host=c.host, port=c.port, timeout=c.timeout)
+
+
+def spamd_client(settings: Settings) -> SpamdClient:
+    """The one way to reach spamd: SMTP scores through it, IMAP training learns through it, /healthz
+    pings through it, `mailserver spam check` reports through it."""
+    c = settings.spamd
+    return SpamdClient(socket=c.socket, host=c.host, port=c.port, timeout=c.timeout)
 
 
 def build_services(app: App) -> Services:
@@ -67,6 +79,7 @@ def build_services(app: App) -> Services:
         size_limit=message_size_limit(policy.attachments),
         clock=app.clock,
         sender_auth=SenderAuthenticator(resolver),
+        spamd=spamd_client(settings),
     )
 
     async def notify_postmaster(subject: str, text: str) -> None:

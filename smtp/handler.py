@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from datetime import datetime
 from typing import Any
 
 from smtp import checks
@@ -31,6 +30,8 @@ from smtp.headers import (
 from smtp.protocol import MailEnvelope, MailSession, MailSMTP
 from smtp.replies import Reply
 from smtp.services import Services
+from smtp.spam import Outcome as SpamOutcome
+from smtp.spam import spam_headers, strip_spam_headers
 from storage.auth import Outcome
 
 log = logging.getLogger("smtp.handler")
@@ -137,52 +138,57 @@ class Handler:
 
     async def handle_DATA(self, server: MailSMTP, session: MailSession, envelope: MailEnvelope) -> str:
         content: bytes = envelope.content  # type: ignore[assignment]
-        st = Step(self.svc, session, envelope, content=content)
+        st = Step(self.svc, session, envelope, content=content, received=self._received(server, session, envelope))
         head, _ = split_message(content)
         message_id = header_value(head, "Message-ID")
         common = {"message_id": message_id, "recipients": list(envelope.rcpt_tos), "size": len(content)}
         reply = await checks.run(checks.DATA_CHECKS, st)
+        spam: SpamOutcome | None = st.notes.get("spam")
+        spam_fields = spam.log_fields() if spam is not None else {}
         if reply is not None:
             if "virus" in st.notes:
                 self._log("virus", session, envelope, signature=st.notes["virus"], **common)
-            return self._refused(session, envelope, reply, "data", check=st.notes.get("check"), **common)
-        message = self._with_trace_headers(server, session, envelope, content, st)
+            return self._refused(session, envelope, reply, "data", check=st.notes.get("check"), **common,
+                                 **spam_fields)
+        message = self._with_trace_headers(envelope, content, st)
         if st.submission:
             domain = domain_of(envelope.sender)
             signature = await self.svc.signer.sign(message, domain)
             message = signature + message
-        self._log("accepted", session, envelope, scan=st.notes.get("scan"), **common,
+        self._log("accepted", session, envelope, scan=st.notes.get("scan"), **common, **spam_fields,
                   auth=st.auth_results.header("").lstrip(";\r\n\t ") if st.auth_results else None)
         return await self._deliver(session, envelope, message, st, common)
 
-    def _with_trace_headers(self, server: MailSMTP, session: MailSession, envelope: MailEnvelope, content: bytes,
-                            st: Step) -> bytes:
+    def _received(self, server: MailSMTP, session: MailSession, envelope: MailEnvelope) -> bytes:
+        """Our RFC 5321 §4.4 time stamp line: built before the checks, because spamd reads it too."""
         svc = self.svc
-        now: datetime = svc.clock()
-        if not st.submission:
-            content = strip_forged(content, svc.settings.hostname)
         proto = protocol_name(session.extended_smtp, server.is_tls, session.account is not None,
                               bool(envelope.smtp_utf8))
         single = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
+        return received(helo=session.host_name or "", client_ip=session.client_ip, hostname=svc.settings.hostname,
+                        protocol=proto, queue_id=envelope.queue_id, tls=session.tls_info, recipient=single,
+                        when=svc.clock().astimezone(svc.policy.tz))
+
+    def _with_trace_headers(self, envelope: MailEnvelope, content: bytes, st: Step) -> bytes:
+        svc = self.svc
+        if not st.submission:
+            content = strip_spam_headers(strip_forged(content, svc.settings.hostname))
         top = return_path(envelope.sender)
         if st.auth_results is not None:
             top += authentication_results(st.auth_results.header(svc.settings.hostname))
-        top += received(helo=session.host_name or "", client_ip=session.client_ip, hostname=svc.settings.hostname,
-                        protocol=proto, queue_id=envelope.queue_id, tls=session.tls_info, recipient=single,
-                        when=now.astimezone(svc.policy.tz))
+        top += st.received
+        spam: SpamOutcome | None = st.notes.get("spam")
+        if spam is not None:
+            top += spam_headers(spam, svc.policy.spam.junk)
         return top + content
 
     async def _deliver(self, session: MailSession, envelope: MailEnvelope, message: bytes, st: Step,
                        common: dict[str, Any]) -> str:
         svc = self.svc
-        folder = "INBOX"
-        r = st.auth_results
-        if (r is not None and r.dmarc == "fail" and r.dmarc_policy == "quarantine"
-                and svc.policy.dmarc.quarantine_to_junk):
-            folder = svc.policy.folders.junk
         accounts = {a.id: a for rcpt in envelope.recipients for a in rcpt.accounts}
+        folders = self._folders(st, accounts)
         try:
-            results = await svc.store.deliver_many(list(accounts.values()), message, folder=folder)
+            results = await self._store(accounts, message, folders)
         except Exception as e:
             log.exception("delivery of %s failed", envelope.queue_id)
             reply = Reply(451, "4.3.0", f"Temporary failure storing the message ({e.__class__.__name__}); "
@@ -192,7 +198,8 @@ class Handler:
         delivered = [aid for aid in results if aid not in failed]
         for aid in delivered:
             self._log("delivered", session, envelope, message_id=common["message_id"],
-                      recipients=[accounts[aid].address], size=len(message), folder=folder, result="delivered")
+                      recipients=[accounts[aid].address], size=len(message), folder=folders[aid], result="delivered")
+        self._log_junk(session, envelope, st, [accounts[aid] for aid in delivered], common)
         if not delivered:
             return self._all_failed(session, envelope, failed, accounts, common)
         if st.submission:
@@ -201,6 +208,41 @@ class Handler:
         if failed:
             await self._bounce(session, envelope, message, failed, accounts, common)
         return f"250 2.0.0 OK queued as {envelope.queue_id}"
+
+    def _folders(self, st: Step, accounts: dict[int, Any]) -> dict[int, str]:
+        """Each recipient's folder: Junk for spam (per recipient, smtp/spam.py) and for a DMARC failure
+        under p=quarantine (`dmarc.quarantine_to_junk`), INBOX otherwise."""
+        svc = self.svc
+        folder = "INBOX"
+        r = st.auth_results
+        if (r is not None and r.dmarc == "fail" and r.dmarc_policy == "quarantine"
+                and svc.policy.dmarc.quarantine_to_junk):
+            folder = svc.policy.folders.junk
+        spam: SpamOutcome | None = st.notes.get("spam")
+        junk = spam.junk if spam is not None else {}
+        return {aid: junk.get(aid, folder) for aid in accounts}
+
+    async def _store(self, accounts: dict[int, Any], message: bytes, folders: dict[int, str]) -> dict[int, Any]:
+        """`deliver_many` once per folder (usually one): one written file per folder, linked to each."""
+        by_folder: dict[str, list[Any]] = {}
+        for aid, account in accounts.items():
+            by_folder.setdefault(folders[aid], []).append(account)
+        results: dict[int, Any] = {}
+        for folder, group in by_folder.items():
+            results.update(await self.svc.store.deliver_many(group, message, folder=folder))
+        return results
+
+    def _log_junk(self, session: MailSession, envelope: MailEnvelope, st: Step, delivered: list[Any],
+                  common: dict[str, Any]) -> None:
+        """One `spam` event naming the recipients who got the message in Junk because of the filter
+        (the operations counters count them per account: Đ8.2.b reports)."""
+        spam: SpamOutcome | None = st.notes.get("spam")
+        if spam is None or not spam.junk:
+            return
+        junked = [a.address for a in delivered if a.id in spam.junk]
+        if junked:
+            self._log("spam", session, envelope, message_id=common["message_id"], recipients=junked,
+                      result="junk", **spam.log_fields())
 
     def _failure_reply(self, account: Any, error: Any) -> Reply:
         used, quota = getattr(error, "used", None), getattr(error, "quota", None)
