@@ -25,6 +25,7 @@ from mailserver.app import App
 from mailserver.health import clamd_check, disk_check, listener_check, spamd_check
 from mailserver.scheduler import JobScheduler
 from mailserver.smtp_wiring import build_smtp_service, clamd_client, spamd_client
+from mailserver.spamtraining import SpamTrainer
 from mailserver.web.service import WebService
 from policy.limits import message_size_limit
 from policy.settings import LISTENER_NAMES
@@ -55,6 +56,17 @@ def imap_session_gauge(metrics: ServerMetrics) -> Callable[[str, Any], None]:
     return observe
 
 
+def spam_trainer(app: App) -> SpamTrainer | None:
+    """Đ8.2.b: moving mail into or out of Junk over IMAP teaches spamd (when one is configured). Its
+    queue is drained when the App closes."""
+    spamd = spamd_client(app.settings)
+    if not spamd.configured:
+        return None
+    trainer = SpamTrainer(app.store, spamd, app.policy.folders, app.metrics, app.policy.spam.max_scan_size)
+    app.closers.append(trainer.close)
+    return trainer
+
+
 def imap_services(app: App) -> list[Service]:
     """IMAP on 143 (STARTTLS) and 993 (implicit TLS), sharing one backend (sessions, events)."""
     settings = app.settings
@@ -71,6 +83,9 @@ def imap_services(app: App) -> list[Service]:
         metrics=app.metrics,
     )
     backend.observers.append(imap_session_gauge(app.metrics))
+    trainer = spam_trainer(app)
+    if trainer is not None:
+        backend.transfer_observers.append(trainer.on_transfer)
     services: list[Service] = []
     for name, implicit in (("imap", False), ("imaps", True)):
         listener = getattr(settings.listeners, name)
