@@ -5,6 +5,7 @@ and counted toward the Đ6.2.b hold, allow and block lists per domain and per ac
 from __future__ import annotations
 
 import re
+from collections import Counter
 from email.utils import format_datetime, localtime
 
 import aiosmtplib
@@ -282,3 +283,19 @@ def test_only_sender_written_x_spam_fields_are_removed():
                                        b"\r\nX-Spam-Flag: in the body\r\n")
     clean = b"Subject: hi\r\n\r\nbody\r\n"
     assert strip_spam_headers(clean) is clean
+
+
+async def test_spam_decisions_reach_the_operations_daily_counters(spam_env):
+    """The mail log is the interface to the daily counters (storage/counters.py): a message put in Junk and
+    a refused one both count as `spam` for the recipient, the refusal also as `refused` by its check."""
+    from storage.counters import count_file
+
+    a = await spam_env.person("Nguyễn Văn An")
+    await send_mx(spam_env, [a], BORDERLINE)
+    await refused_mx(spam_env, [a], f"{GTUBE}\r\n")
+    counts: Counter = Counter()
+    for log_file in spam_env.app.settings.paths.log_dir.glob("mail-*.jsonl"):  # two files across midnight
+        counts.update(count_file(log_file, spam_env.app.settings.domains).counts)
+    assert counts[(a, "spam", "junk")] == 1
+    assert counts[(a, "spam", "spam")] == 1 and counts[(a, "refused", "spam")] == 1
+    assert counts[(a, "received", "")] == 1
