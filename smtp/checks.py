@@ -74,6 +74,11 @@ class Step:
     def submission(self) -> bool:
         return self.session.listener in SUBMISSION
 
+    @property
+    def spam(self) -> spamfilter.Outcome | None:
+        """What the spam check decided (smtp/spam.py), once it has run."""
+        return self.notes.get("spam")
+
 
 Check = Callable[[Step], Awaitable[Reply | None]]
 

@@ -30,7 +30,6 @@ from smtp.headers import (
 from smtp.protocol import MailEnvelope, MailSession, MailSMTP
 from smtp.replies import Reply
 from smtp.services import Services
-from smtp.spam import Outcome as SpamOutcome
 from smtp.spam import spam_headers, strip_spam_headers
 from storage.auth import Outcome
 
@@ -143,8 +142,7 @@ class Handler:
         message_id = header_value(head, "Message-ID")
         common = {"message_id": message_id, "recipients": list(envelope.rcpt_tos), "size": len(content)}
         reply = await checks.run(checks.DATA_CHECKS, st)
-        spam: SpamOutcome | None = st.notes.get("spam")
-        spam_fields = spam.log_fields() if spam is not None else {}
+        spam_fields = st.spam.log_fields() if st.spam is not None else {}
         if reply is not None:
             if "virus" in st.notes:
                 self._log("virus", session, envelope, signature=st.notes["virus"], **common)
@@ -177,9 +175,8 @@ class Handler:
         if st.auth_results is not None:
             top += authentication_results(st.auth_results.header(svc.settings.hostname))
         top += st.received
-        spam: SpamOutcome | None = st.notes.get("spam")
-        if spam is not None:
-            top += spam_headers(spam, svc.policy.spam.junk)
+        if st.spam is not None:
+            top += spam_headers(st.spam, svc.policy.spam.junk)
         return top + content
 
     async def _deliver(self, session: MailSession, envelope: MailEnvelope, message: bytes, st: Step,
@@ -218,8 +215,7 @@ class Handler:
         if (r is not None and r.dmarc == "fail" and r.dmarc_policy == "quarantine"
                 and svc.policy.dmarc.quarantine_to_junk):
             folder = svc.policy.folders.junk
-        spam: SpamOutcome | None = st.notes.get("spam")
-        junk = spam.junk if spam is not None else {}
+        junk = st.spam.junk if st.spam is not None else {}
         return {aid: junk.get(aid, folder) for aid in accounts}
 
     async def _store(self, accounts: dict[int, Any], message: bytes, folders: dict[int, str]) -> dict[int, Any]:
@@ -236,7 +232,7 @@ class Handler:
                   common: dict[str, Any]) -> None:
         """One `spam` event naming the recipients who got the message in Junk because of the filter
         (the operations counters count them per account: Đ8.2.b reports)."""
-        spam: SpamOutcome | None = st.notes.get("spam")
+        spam = st.spam
         if spam is None or not spam.junk:
             return
         junked = [a.address for a in delivered if a.id in spam.junk]

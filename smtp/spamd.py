@@ -22,11 +22,12 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import aiospamc
 from aiospamc.exceptions import ClientException, TimeoutException
 from aiospamc.responses import ResponseException
+
+from smtp.daemons import DaemonAddress
 
 
 class SpamdUnavailable(Exception):
@@ -78,24 +79,7 @@ def parse_report(text: str) -> list[RuleHit]:
     return hits
 
 
-class SpamdClient:
-    def __init__(self, *, socket: Path | None = None, host: str | None = None, port: int | None = None,
-                 timeout: float = 30.0) -> None:
-        self.socket = socket
-        self.host = host
-        self.port = port
-        self.timeout = timeout
-
-    @property
-    def configured(self) -> bool:
-        return self.socket is not None or (self.host is not None and self.port is not None)
-
-    @property
-    def address(self) -> str:
-        if self.socket is not None:
-            return str(self.socket)
-        return f"{self.host}:{self.port}" if self.configured else "(not configured)"
-
+class SpamdClient(DaemonAddress):
     def _where(self) -> dict[str, object]:
         if not self.configured:
             raise SpamdUnavailable("spamd is not configured (spamd.socket, or spamd.host and spamd.port)")

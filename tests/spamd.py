@@ -23,9 +23,9 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
+from tests.daemons import Daemon
 from tests.helpers import free_port
 
 SPAMD = shutil.which("spamd") or "/usr/sbin/spamd"
@@ -34,34 +34,26 @@ SA_LEARN = shutil.which("sa-learn") or "/usr/bin/sa-learn"
 GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 
-class Spamd:
+class Spamd(Daemon):
+    name = "spamd"
+
     def __init__(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="mailserver-test-spamd-"))
         self.bayes = self.folder / "bayes"
-        self.log = self.folder / "spamd.log"
+        self.log_file = self.folder / "spamd.log"
         self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 120.0) -> Spamd:
         self.folder.chmod(0o755)
         self.bayes.mkdir()
         args = [SPAMD, f"--listen=127.0.0.1:{self.port}", "--allowed-ips=127.0.0.1", "-L", "-x", "-l",
-                "--max-children=2", f"--pidfile={self.folder / 'spamd.pid'}", "-s", str(self.log),
+                "--max-children=2", f"--pidfile={self.folder / 'spamd.pid'}", "-s", str(self.log_file),
                 f"--cf=bayes_path {self.bayes}/bayes", "--cf=bayes_file_mode 0666", "--cf=bayes_auto_learn 0"]
         if os.geteuid() == 0:
             os.chown(self.bayes, pwd.getpwnam("nobody").pw_uid, -1)
             args += ["-u", "nobody"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.ping():
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        log = self.log.read_text(errors="replace") if self.log.exists() else ""
-        self.stop()
-        raise RuntimeError(f"spamd did not start:\n{log}")
+        self.launch(args, timeout, poll=0.1)
+        return self
 
     def ping(self) -> bool:
         try:
@@ -81,12 +73,6 @@ class Spamd:
                   re.findall(r"^\S+\s+\S+\s+(\d+)\s+\S+\s+non-token data: (nspam|nham)$", proc.stdout, re.M)}
         return int(counts.get("nspam", 0)), int(counts.get("nham", 0))
 
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self, timeout: float = 30.0) -> None:
+        super().stop(timeout)
         shutil.rmtree(self.folder, ignore_errors=True)

@@ -31,6 +31,16 @@ def wait_for_counts(spamd_daemon, want: tuple[int, int]) -> None:
     assert counts == want, f"spamd learned (spam, ham) {counts}, expected {want}"
 
 
+def mailbox_with(server, *subjects: str) -> Wire:
+    """A fresh user with these messages in INBOX, logged in over IMAP with INBOX selected."""
+    user = server.new_user()
+    for subject in subjects:
+        server.deliver(user, unique(subject))
+    w = Wire(server, user=user)
+    w.ok("SELECT INBOX")
+    return w
+
+
 def unique(subject: str) -> bytes:
     """A message spamd has not seen (Bayes remembers messages by their Message-ID and body)."""
     stamp = time.time_ns()
@@ -38,11 +48,8 @@ def unique(subject: str) -> bytes:
 
 
 def test_d8_2_b_moving_into_junk_teaches_spam_and_back_out_teaches_ham(server, spamd_daemon):
-    user = server.new_user()
-    server.deliver(user, unique("Quảng cáo"))
     spam, ham = spamd_daemon.learned()
-    w = Wire(server, user=user)
-    w.ok("SELECT INBOX")
+    w = mailbox_with(server, "Quảng cáo")
     w.ok("MOVE 1 Junk")
     wait_for_counts(spamd_daemon, (spam + 1, ham))
     # a mistake: moving it back out teaches ham, and spamd forgets it as spam (it relearns the same message)
@@ -54,40 +61,32 @@ def test_d8_2_b_moving_into_junk_teaches_spam_and_back_out_teaches_ham(server, s
 
 def test_copy_into_junk_teaches_spam_too(server, spamd_daemon):
     """Outlook without MOVE copies, then deletes the original."""
-    user = server.new_user()
-    server.deliver(user, unique("Khuyến mãi"))
     spam, ham = spamd_daemon.learned()
-    w = Wire(server, user=user)
-    w.ok("SELECT INBOX")
+    w = mailbox_with(server, "Khuyến mãi")
     w.ok("COPY 1 Junk")
     wait_for_counts(spamd_daemon, (spam + 1, ham))
     w.close()
 
 
 def test_deleting_spam_from_junk_or_filing_elsewhere_teaches_nothing(server, spamd_daemon):
-    user = server.new_user()
-    server.deliver(user, unique("Rác"), folder="Junk")
-    server.deliver(user, unique("Lưu trữ"))
-    server.deliver(user, unique("Quảng cáo khác"))
     spam, ham = spamd_daemon.learned()
-    w = Wire(server, user=user)
+    w = mailbox_with(server, "Rác", "Lưu trữ", "Quảng cáo khác")
+    w.ok("MOVE 1 Junk")  # this one is learned as spam; now delete it from Junk:
+    wait_for_counts(spamd_daemon, (spam + 1, ham))
     w.ok("SELECT Junk")
     w.ok("MOVE 1 Trash")  # deleting spam is not saying it was wanted
     w.ok("SELECT INBOX")
     w.ok("MOVE 1 Archive")  # INBOX to Archive says nothing about spam
     w.ok("MOVE 1 Junk")  # lessons are learned in order: once this one shows, the others would have too
-    wait_for_counts(spamd_daemon, (spam + 1, ham))
+    wait_for_counts(spamd_daemon, (spam + 2, ham))
     w.close()
 
 
 def test_training_is_counted_in_the_metrics(server, spamd_daemon):
-    user = server.new_user()
-    server.deliver(user, unique("Đếm"))
     spam, ham = spamd_daemon.learned()
     registry = server.app.metrics.registry
     before = registry.get_sample_value("mailserver_spam_learned_total", {"kind": "spam", "result": "learned"}) or 0
-    w = Wire(server, user=user)
-    w.ok("SELECT INBOX")
+    w = mailbox_with(server, "Đếm")
     w.ok("MOVE 1 Junk")
     w.close()
     wait_for_counts(spamd_daemon, (spam + 1, ham))
