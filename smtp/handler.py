@@ -32,6 +32,7 @@ from smtp.replies import Reply
 from smtp.services import Services
 from smtp.spam import spam_headers, strip_spam_headers
 from storage.auth import Outcome
+from storage.errors import FolderNotFound, StoreUnavailable
 
 log = logging.getLogger("smtp.handler")
 
@@ -219,13 +220,35 @@ class Handler:
         return {aid: junk.get(aid, folder) for aid in accounts}
 
     async def _store(self, accounts: dict[int, Any], message: bytes, folders: dict[int, str]) -> dict[int, Any]:
-        """`deliver_many` once per folder (usually one): one written file per folder, linked to each."""
+        """`deliver_many` once per folder (usually one): one written file per folder, linked to each.
+        A failure raises only while nobody has the message yet (the sender retries it all); after that
+        the recipients of the failed folder fail alone, so a retry cannot duplicate it for the others."""
         by_folder: dict[str, list[Any]] = {}
         for aid, account in accounts.items():
             by_folder.setdefault(folders[aid], []).append(account)
         results: dict[int, Any] = {}
         for folder, group in by_folder.items():
-            results.update(await self.svc.store.deliver_many(group, message, folder=folder))
+            try:
+                results.update(await self._deliver_into(folder, group, message))
+            except Exception as e:
+                if not results:
+                    raise
+                log.exception("delivery into %s failed after other recipients got the message", folder)
+                error = StoreUnavailable("store", f"could not store the message: {e.__class__.__name__}")
+                results.update({a.id: error for a in group})
+        return results
+
+    async def _deliver_into(self, folder: str, accounts: list[Any], message: bytes) -> dict[int, Any]:
+        """A user may have deleted Junk in Thunderbird: the store recreates the special folders
+        (`create_mailbox` is idempotent) and the message goes there after all, rather than the
+        sender being told to retry for days."""
+        store = self.svc.store
+        results = await store.deliver_many(accounts, message, folder=folder)
+        missing = [a for a in accounts if isinstance(results.get(a.id), FolderNotFound)]
+        if missing and folder != "INBOX":
+            for account in missing:
+                await store.create_mailbox(account)
+            results.update(await store.deliver_many(missing, message, folder=folder))
         return results
 
     def _log_junk(self, session: MailSession, envelope: MailEnvelope, st: Step, delivered: list[Any],

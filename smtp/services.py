@@ -39,6 +39,8 @@ class Store(Protocol):
     async def deliver_many(self, accounts: list[Account], message: bytes, *, folder: str = ...,
                            system: bool = ...) -> dict[int, Any]: ...
 
+    async def create_mailbox(self, account: Account) -> list[str]: ...
+
 
 Notify = Callable[[str, str], Awaitable[None]]
 

@@ -42,11 +42,13 @@ class Spamd(Daemon):
         self.bayes = self.folder / "bayes"
         self.log_file = self.folder / "spamd.log"
         self.port = free_port()
+        self.socket = self.folder / "spamd.sock"  # it listens here too (spamd.socket in mailserver.yaml)
 
     def start(self, timeout: float = 120.0) -> Spamd:
         self.folder.chmod(0o755)
         self.bayes.mkdir()
-        args = [SPAMD, f"--listen=127.0.0.1:{self.port}", "--allowed-ips=127.0.0.1", "-L", "-x", "-l",
+        args = [SPAMD, f"--listen=127.0.0.1:{self.port}", f"--listen={self.socket}", "--allowed-ips=127.0.0.1",
+                "-L", "-x", "-l",
                 "--max-children=2", f"--pidfile={self.folder / 'spamd.pid'}", "-s", str(self.log_file),
                 f"--cf=bayes_path {self.bayes}/bayes", "--cf=bayes_file_mode 0666", "--cf=bayes_auto_learn 0"]
         if os.geteuid() == 0:

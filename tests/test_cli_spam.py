@@ -64,3 +64,10 @@ def test_spam_learn_teaches_the_bayes_filter_like_spamc_minus_l(tmp_path, spamd_
     assert spamd_daemon.learned() == (spam, ham + 1)
     again = json.loads(cli(cfg, "spam", "learn", "ham", str(msg), "--json", check=True).stdout)
     assert again == [{"file": str(msg), "learned": False}]  # spamd remembers the message: counted once
+
+
+def test_spamd_over_a_unix_socket(tmp_path, spamd_daemon):
+    """`spamd.socket` instead of host and port (a spamd on the same machine, no TCP port at all)."""
+    cfg = write_config(tmp_path, extra=f"spamd: {{socket: {spamd_daemon.socket}}}\n")
+    data = json.loads(cli(cfg, "spam", "check", str(eml(tmp_path, "g.eml", GTUBE)), "--json", check=True).stdout)
+    assert data["spamd"] == str(spamd_daemon.socket) and data["received"] == "reject"

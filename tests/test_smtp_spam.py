@@ -113,6 +113,16 @@ async def test_d8_2_b_a_normal_message_lands_in_inbox_with_a_score_header(spam_e
     assert spam_env.log_events(event="spam") == []
 
 
+async def test_junk_deleted_by_the_user_is_recreated_for_the_next_spam(spam_env):
+    """Thunderbird lets a user delete Junk; the next junk message must not bounce between 451 retries."""
+    a = await spam_env.person("Nguyễn Văn An")
+    account = await spam_env.app.directory.get_account(a)
+    await (await spam_env.app.store.session(account)).delete_folder("Junk")
+    await send_mx(spam_env, [a], BORDERLINE)
+    assert len(await spam_env.inbox(a, "Junk")) == 1
+    assert [r["folder"] for r in spam_env.log_events(event="delivered")] == ["Junk"]
+
+
 async def test_x_spam_fields_written_by_the_sender_are_removed(spam_env):
     a = await spam_env.person("Nguyễn Văn An")
     await send_mx(spam_env, [a], BORDERLINE, extra_headers="X-Spam-Status: No, score=-100\r\nX-Spam-Flag: NO\r\n"
