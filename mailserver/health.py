@@ -27,6 +27,7 @@ from policy.settings import Listener
 from policy.units import format_size
 from smtp.clamd import ClamdClient
 from smtp.spamd import SpamdClient
+from storage.queue import OutboundQueue
 
 CHECK_TIMEOUT = 3.0  # seconds; orchestrators usually give a probe 5 to 10
 
@@ -118,8 +119,6 @@ def clamd_check(clamd: ClamdClient) -> Check:
     return check
 
 
-
-
 def spamd_check(spamd: SpamdClient) -> Check:
     """Đ8.2.b: spamd answers PING. Not configured is the operator's choice and healthy, but said:
     without it nothing is scored for spam."""
@@ -131,5 +130,17 @@ def spamd_check(spamd: SpamdClient) -> Check:
         if await spamd.ping():
             return CheckResult(True, {"address": spamd.address})
         return CheckResult(False, {"address": spamd.address, "error": "no PONG: spamd is down or unreachable"})
+
+    return check
+
+
+def queue_check(queue: OutboundQueue) -> Check:
+    """The outbound queue answers, and how much waits in it (held mail waits for an operator, Đ6.2.b)."""
+
+    async def check() -> CheckResult:
+        stats = await queue.stats()
+        return CheckResult(True, {"messages": stats.messages, "held": stats.held,
+                                  "recipients_pending": stats.recipients_pending,
+                                  "oldest": stats.oldest.isoformat(timespec="seconds") if stats.oldest else None})
 
     return check

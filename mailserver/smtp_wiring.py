@@ -1,4 +1,5 @@
-"""Build the SMTP service from the App (the composition root hands smtp/ everything it uses)."""
+"""Build the SMTP service and the outbound queue's workers from the App (the composition root hands smtp/
+everything it uses: one resolver, one mail log, the bounce templates)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from email.utils import format_datetime, formataddr, make_msgid
 from typing import Any
 
 from mailserver.app import App
+from mailserver.notices import DeliveryReports
 from policy.limits import message_size_limit
 from policy.settings import Settings
 from smtp.authn import SenderAuthenticator
 from smtp.clamd import ClamdClient
 from smtp.dns import Resolver
+from smtp.outbound.service import OutboundService
 from smtp.ratelimit import SendRateLimiter
 from smtp.service import SmtpService
 from smtp.services import Services
@@ -32,20 +35,23 @@ def metrics_observer(metrics: ServerMetrics) -> Callable[[dict[str, Any]], None]
             metrics.connections.labels(listener=listener).inc()
         elif event == "accepted":
             metrics.messages_accepted.labels(listener=listener).inc()
+        elif event == "deferred" and rec.get("stage") == "outbound":
+            metrics.deliveries.labels(result="deferred").inc()
         elif event in ("rejected", "deferred"):
             # the check's function name (smtp/checks.py) or the stage: a fixed, small set
             reason = rec.get("check") or rec.get("stage") or "other"
             metrics.messages_rejected.labels(listener=listener, reason=reason).inc()
         elif event == "virus":
             metrics.virus_found.labels(listener=listener).inc()
+        elif event == "delivered":
+            metrics.deliveries.labels(result="remote" if rec.get("result") == "remote" else "local").inc()
+        elif event == "bounced":
+            metrics.deliveries.labels(result="bounced").inc()
+        # Đ8.2.b: the spam decision and score ride on the message's accepted/rejected/deferred line
         if event in ("accepted", "rejected", "deferred") and rec.get("spam") not in (None, "off"):
             metrics.spam_checks.labels(listener=listener, decision=rec["spam"]).inc()
             if "spam_score" in rec:
                 metrics.spam_score.labels(listener=listener).observe(rec["spam_score"])
-        elif event == "delivered":
-            metrics.deliveries.labels(result="local").inc()
-        elif event == "bounced":
-            metrics.deliveries.labels(result="bounced").inc()
 
     return observe
 
@@ -78,6 +84,9 @@ def build_services(app: App) -> Services:
         maillog=MailLog(settings.paths.log_dir, policy.tz),
         size_limit=message_size_limit(policy.attachments),
         clock=app.clock,
+        queue=app.queue,
+        resolver=resolver,
+        render_report=DeliveryReports(settings, policy).render,
         sender_auth=SenderAuthenticator(resolver),
         spamd=spamd_client(settings),
     )
@@ -101,5 +110,8 @@ def build_services(app: App) -> Services:
     return svc
 
 
-def build_smtp_service(app: App) -> SmtpService:
-    return SmtpService(build_services(app))
+def build_mail_services(app: App) -> tuple[OutboundService, SmtpService]:
+    """The queue's workers and the SMTP listeners, sharing one resolver and one mail log. The workers
+    start first and stop last, so nothing is queued while they are not there to see it."""
+    svc = build_services(app)
+    return OutboundService(svc, app.metrics), SmtpService(svc)
