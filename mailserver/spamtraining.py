@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from policy.model import FolderNames
-from smtp.spam import strip_spam_headers
+from smtp.spam import spamd_input
 from smtp.spamd import SpamdClient, SpamdUnavailable
 from storage.errors import MessageNotFound
 from storage.metrics import ServerMetrics
@@ -98,7 +98,7 @@ class SpamTrainer:
                 data = await mbox.read(lesson.folder, uid)
             except MessageNotFound:
                 continue  # moved on or deleted since: nothing to learn from
-            data = strip_spam_headers(data)[: self.max_scan_size]
+            data = spamd_input(data, self.max_scan_size)
             try:
                 learned = await self.spamd.learn(data, spam=lesson.kind == "spam")
             except SpamdUnavailable as e:

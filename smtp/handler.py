@@ -169,7 +169,9 @@ class Handler:
         if st.auth_results is not None:
             top += authentication_results(st.auth_results.header(svc.settings.hostname))
         top += st.received
-        if st.spam is not None:
+        if st.spam is not None and not st.submission:
+            # Đ8.2.b: the verdict on received mail, for the recipient's client; submitted mail leaves
+            # without one (an "Unscored" note would only tell other organisations our spamd was down)
             top += spam_headers(st.spam, svc.policy.spam.junk)
         return top + content
 

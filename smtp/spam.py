@@ -125,10 +125,17 @@ def spam_headers(outcome: Outcome, junk_threshold: float) -> bytes:
 # ---------------------------------------------------------------- scoring
 
 
-async def _score(svc: Any, message: bytes, received: bytes) -> Score:
-    limit = svc.policy.spam.max_scan_size
+def spamd_input(message: bytes, limit: int, received: bytes = b"") -> bytes:
+    """What spamd is given, the same for scoring on SMTP, for learning from IMAP moves and for
+    `mailserver spam check|learn`: without any `X-Spam-*` field (a sender's, or our own verdict on a
+    stored message) and cut at `spam.max_scan_size`. Different inputs would make `spam check` of a
+    saved message disagree with what the server decided."""
     data = received + strip_spam_headers(message)
-    return await svc.spamd.score(data[:limit] if len(data) > limit else data)
+    return data[:limit] if len(data) > limit else data
+
+
+async def _score(svc: Any, message: bytes, received: bytes) -> Score:
+    return await svc.spamd.score(spamd_input(message, svc.policy.spam.max_scan_size, received))
 
 
 def _senders(envelope_sender: str, from_addresses: list[str]) -> list[str]:

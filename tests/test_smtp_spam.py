@@ -4,6 +4,9 @@ and counted toward the Đ6.2.b hold, allow and block lists per domain and per ac
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
 import re
 from collections import Counter
 from email.utils import format_datetime, localtime
@@ -11,6 +14,7 @@ from email.utils import format_datetime, localtime
 import aiosmtplib
 import pytest
 
+from tests.helpers import cli
 from tests.smtp_fixtures import message
 from tests.spamd import GTUBE
 
@@ -141,6 +145,20 @@ async def test_one_refused_message_to_several_recipients_is_stored_for_none(spam
         assert await spam_env.inbox(who) == [] and await spam_env.inbox(who, "Junk") == []
 
 
+async def test_spam_check_of_a_message_saved_from_junk_shows_the_score_it_arrived_with(spam_env):
+    """The help desk's question: "why is this in my Junk folder?". The saved file carries the filter's own
+    verdict (X-Spam-*) and may have plain LF line ends; `spam check` gives spamd what SMTP gave it."""
+    a = await spam_env.person("Nguyễn Văn An")
+    await send_mx(spam_env, [a], BORDERLINE, subject="Special offer for you")
+    (junk,) = await spam_env.inbox(a, "Junk")
+    saved = spam_env.base / "saved-from-junk.eml"
+    saved.write_bytes(junk.replace(b"\r\n", b"\n"))
+    proc = await asyncio.to_thread(cli, spam_env.config, "spam", "check", str(saved), "--json", check=True)
+    data = json.loads(proc.stdout)
+    assert data["received"] == "junk" and data["score"] == score_of(junk)
+    assert {r["name"] for r in data["rules"]} >= {"DEAR_FRIEND"}
+
+
 # ---------------------------------------------------------------- spamd down: the policy decides
 
 
@@ -153,6 +171,32 @@ async def test_spamd_down_delivers_unscored_with_a_header_saying_so_by_default(s
     assert header(msg, "X-Spam-Score") is None
     (accepted,) = spam_env.log_events(event="accepted")
     assert accepted["spam"] == "unscored" and "spam_score" not in accepted
+
+
+async def test_a_spamd_that_never_answers_is_given_up_after_spamd_timeout(spam_env, caplog):
+    """A hung spamd (accepts, never answers) must not hold the sender's DATA until its own timeout: after
+    `spamd.timeout` the policy decides as for a spamd that is down, and the server log says which."""
+    a = await spam_env.person("Nguyễn Văn An")
+    release = asyncio.Event()
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await release.wait()
+        writer.close()
+
+    hung = await asyncio.start_server(hang, "127.0.0.1", 0)
+    spam_env.svc.spamd.port = hung.sockets[0].getsockname()[1]
+    spam_env.svc.spamd.timeout = 1.0
+    try:
+        with caplog.at_level(logging.ERROR, logger="smtp.spam"):
+            await send_mx(spam_env, [a], NORMAL)
+    finally:
+        release.set()
+        hung.close()
+    (msg,) = await spam_env.inbox(a)
+    assert header(msg, "X-Spam-Status") == "Unscored, spamd unavailable"
+    assert "did not answer SYMBOLS within 1 s" in caplog.text
+    (accepted,) = spam_env.log_events(event="accepted")
+    assert accepted["spam"] == "unscored"
 
 
 @pytest.mark.smtp_config(policy="spam:\n  on_spamd_error: tempfail\n")
@@ -226,6 +270,54 @@ async def test_d13_6_d6_2_b_spam_refusals_count_toward_the_compromised_account_h
     assert any(e.action == "account.hold-outbound" for e in audit)
     notices = await spam_env.inbox("stttt@phuyen.gov.vn")
     assert any(a.encode() in n and b"on hold" in n for n in notices)
+
+
+async def test_d13_6_submitted_mail_when_spamd_is_down_leaves_without_an_unscored_note(spam_env):
+    """`on_spamd_error: accept` delivers submitted mail too, but the note is for our own recipients of received
+    mail: other organisations are not told that our filter was down."""
+    a = await spam_env.person("Nguyễn Văn An")
+    b = await spam_env.person("Trần Thị Bình")
+    spam_env.svc.spamd.port = 1
+    c = await spam_env.login(a)
+    await c.sendmail(a, [b, "doitac@example.org"], mail(a, b, body=NORMAL))
+    await c.quit()
+    (msg,) = await spam_env.inbox(b)
+    assert b"X-Spam-" not in msg
+    (queued,) = await spam_env.app.queue.list()
+    assert b"X-Spam-" not in await spam_env.app.queue.read_message(queued.id)
+    (accepted,) = spam_env.log_events(event="accepted")
+    assert accepted["spam"] == "unscored" and accepted["listener"] == "submission"
+
+
+async def test_d13_6_submitted_spam_to_another_organisation_never_reaches_the_outbound_queue(spam_env):
+    a = await spam_env.person("Nguyễn Văn An")
+    c = await spam_env.login(a)
+    with pytest.raises(aiosmtplib.SMTPDataError) as e:
+        await c.sendmail(a, ["doitac@example.org"], mail(a, "doitac@example.org", body=BORDERLINE))
+    assert e.value.code == 550 and "Article 13.6" in e.value.message
+    assert await spam_env.app.queue.list() == []
+    # the same person's ordinary mail goes out: queued for the remote server, without spam fields
+    _, text = await c.sendmail(a, ["doitac@example.org"], mail(a, "doitac@example.org", body=NORMAL))
+    await c.quit()
+    (entry,) = await spam_env.app.queue.list()
+    assert entry.id in text and [r.rcpt for r in entry.recipients] == ["doitac@example.org"]
+    assert b"X-Spam-" not in await spam_env.app.queue.read_message(entry.id)
+    assert [r["spam"] for r in spam_env.log_events(event="rejected")] == ["outbound-refused"]
+
+
+async def test_junk_for_local_recipients_while_an_alias_forwards_the_message_elsewhere(spam_env):
+    """One message, one score: the local recipient gets it in Junk, the address an alias forwards to gets it
+    through the outbound queue marked as spam (X-Spam-Flag), as SpamAssassin's own forwarders do."""
+    a = await spam_env.person("Nguyễn Văn An")
+    await spam_env.app.directory.add_alias("chuyentiep@phuyen.gov.vn", "canhan@example.net", actor="test")
+    await send_mx(spam_env, [a, "chuyentiep@phuyen.gov.vn"], BORDERLINE)
+    assert await spam_env.inbox(a) == [] and len(await spam_env.inbox(a, "Junk")) == 1
+    (entry,) = await spam_env.app.queue.list()
+    assert [r.rcpt for r in entry.recipients] == ["canhan@example.net"]
+    forwarded = await spam_env.app.queue.read_message(entry.id)
+    assert header(forwarded, "X-Spam-Flag") == "YES" and 5.0 <= score_of(forwarded) < 15.0
+    (spam,) = spam_env.log_events(event="spam")
+    assert spam["recipients"] == [a]
 
 
 # ---------------------------------------------------------------- allow and block lists

@@ -20,6 +20,7 @@ from typing import Any
 from mailserver.cli.common import Context, out, pairs, table
 from policy.errors import ValidationFailed
 from policy.spam import outbound_refused, policy_list_decision, verdict
+from storage.store import to_crlf
 
 WHAT = {"ham": "INBOX", "junk": "the Junk folder", "reject": "refused at DATA with 550 5.7.1"}
 
@@ -57,6 +58,14 @@ def _read(name: str) -> bytes:
     return data
 
 
+def _spamd_input(ctx: Context, data: bytes) -> bytes:
+    """The message as the server gives it to spamd (CRLF lines, no X-Spam-* fields, cut at
+    spam.max_scan_size), so a message saved from someone's Junk folder scores as it did on arrival."""
+    from smtp.spam import spamd_input
+
+    return spamd_input(to_crlf(data), ctx.loaded.policy.spam.max_scan_size)
+
+
 def _client(ctx: Context) -> Any:
     from mailserver.smtp_wiring import spamd_client  # the SMTP stack loads only for this command
 
@@ -70,7 +79,7 @@ def _client(ctx: Context) -> Any:
 def _senders(data: bytes, sender: str | None) -> list[str]:
     from smtp.headers import header_value, split_message
 
-    head, _ = split_message(data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    head, _ = split_message(to_crlf(data))
     found = [a for _, a in getaddresses([header_value(head, "From") or ""]) if a]
     return [sender, *found] if sender else found
 
@@ -82,7 +91,7 @@ async def run_check(ctx: Context, args: argparse.Namespace) -> int:
     policy = ctx.loaded.policy.spam
     client = _client(ctx)
     try:
-        report = await client.report(data)
+        report = await client.report(_spamd_input(ctx, data))
     except SpamdUnavailable as e:
         raise ValidationFailed("spamd", str(e)) from None
     inbound = verdict(report.score, policy.junk, policy.reject)
@@ -123,7 +132,7 @@ async def run_learn(ctx: Context, args: argparse.Namespace) -> int:
     for name in args.files:
         data = _read(name)
         try:
-            learned = await client.learn(data, spam=args.kind == "spam")
+            learned = await client.learn(_spamd_input(ctx, data), spam=args.kind == "spam")
         except SpamdUnavailable as e:
             raise ValidationFailed("spamd", str(e)) from None
         results.append({"file": name, "learned": learned})
