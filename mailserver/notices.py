@@ -207,6 +207,10 @@ def duration_vi(d: CalendarDuration) -> str:
 
 
 class Notices:
+    def set_policy(self, policy: Policy) -> None:
+        """A reloaded policy (SIGHUP): folder names and dates of the next notice follow it."""
+        self.policy = policy
+
     def __init__(self, settings: Settings, policy: Policy, store: MailStore, clock: Callable[[], datetime]) -> None:
         self.settings = settings
         self.policy = policy

@@ -9,6 +9,13 @@ the store it writes to closes.
 A service may also name the `listeners` (keys of `listeners:` in
 mailserver.yaml) it serves: once it has started, `/healthz` checks that each
 of them accepts connections, and the tests log in through each of them.
+
+Signals: SIGTERM and SIGINT stop. A service with `drain(grace)` (SMTP,
+IMAP) first stops accepting, closes idle connections at once and lets work
+under way finish for at most `shutdown_grace` seconds; all drain together,
+then each `stop()` runs in reverse order. SIGHUP reloads policy.yaml and
+the TLS certificate (`mailserver.reload`); the certificate is one object
+owned by the App (`mailserver.tls`) that every listener shares.
 """
 
 from __future__ import annotations
@@ -20,13 +27,14 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from imap_gateway.server import ImapBackend, ImapServer
-from imap_gateway.tls import server_context
 from mailserver.app import App
 from mailserver.health import clamd_check, disk_check, listener_check
+from mailserver.reload import Reloader
 from mailserver.scheduler import JobScheduler
 from mailserver.smtp_wiring import build_smtp_service, clamd_client
 from mailserver.web.service import WebService
 from policy.limits import message_size_limit
+from policy.model import Policy
 from policy.settings import LISTENER_NAMES
 from storage.metrics import ServerMetrics
 
@@ -37,6 +45,8 @@ class Service(Protocol):
     name: str
     # Optional: the keys of `listeners:` this service serves (e.g. ("imap", "imaps")).
     # listeners: tuple[str, ...]
+    # Optional, for SIGTERM: stop accepting, let work under way finish for at most `grace` seconds.
+    # async def drain(self, grace: float) -> None: ...
 
     async def start(self) -> list[str]: ...
 
@@ -66,11 +76,17 @@ def imap_services(app: App) -> list[Service]:
         # accepted can always be saved to Sent.
         append_limit=message_size_limit(app.policy.attachments),
         attachments=app.policy.attachments,
-        ssl_context=server_context(settings.cert_path, settings.key_path),
+        ssl_context=app.server_tls().context,  # one certificate for every listener (mailserver/tls.py)
         timezone=app.policy.tz,
         metrics=app.metrics,
     )
     backend.observers.append(imap_session_gauge(app.metrics))
+
+    def follow(policy: Policy) -> None:  # SIGHUP: APPENDLIMIT and the attachment rule of APPEND
+        backend.append_limit = message_size_limit(policy.attachments)
+        backend.attachments = policy.attachments
+
+    app.policy_listeners.append(follow)
     services: list[Service] = []
     for name, implicit in (("imap", False), ("imaps", True)):
         listener = getattr(settings.listeners, name)
@@ -108,11 +124,30 @@ def served_listeners(service: Service) -> tuple[str, ...]:
     return (service.name,) if service.name in LISTENER_NAMES else ()
 
 
+async def drain(services: list[Service], grace: float) -> None:
+    """SIGTERM, first step: every service that can stops accepting and lets what is under way finish, all at
+    the same time, so the whole stop takes `grace` at most (not `grace` per service)."""
+    drains = [(s, s.drain(grace)) for s in services if hasattr(s, "drain")]
+    results = await asyncio.gather(*(d for _, d in drains), return_exceptions=True)
+    for (service, _), result in zip(drains, results, strict=True):
+        if isinstance(result, BaseException):
+            log.error("error draining %s: %r", service.name, result)
+
+
 async def serve(app: App, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop`); SIGHUP reloads the policy and the certificate (mailserver/reload.py).
+
+    In a container this process is PID 1: the kernel gives PID 1 no default signal actions, so every
+    signal the server should act on has a handler here, installed before anything else can go wrong.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # The certificate is checked before any port opens: a missing or broken one is one clear error.
+    app.server_tls()
+    reloader = Reloader(app)
+    loop.add_signal_handler(signal.SIGHUP, reloader.reload)
     started: list[Service] = []
     register_health_checks(app)
     try:
@@ -130,13 +165,15 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         else:
             log.info("ready: no protocol services in this version yet (directory only); Ctrl-C stops")
         await stop.wait()
-        log.info("stopping")
+        grace = app.settings.shutdown_grace
+        log.info("stopping: no new connections; finishing what is under way (at most %g s)", grace)
+        await drain(started, grace)
     finally:
         for service in reversed(started):
             try:
                 await service.stop()
             except Exception:
                 log.exception("error stopping %s", service.name)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     log.info("stopped")

@@ -67,6 +67,7 @@ def build_services(app: App) -> Services:
         size_limit=message_size_limit(policy.attachments),
         clock=app.clock,
         sender_auth=SenderAuthenticator(resolver),
+        tls_context=app.server_tls().context,
     )
 
     async def notify_postmaster(subject: str, text: str) -> None:
@@ -84,6 +85,7 @@ def build_services(app: App) -> Services:
         await app.store.deliver(target, m.as_bytes(), system=True)
 
     svc.notify_postmaster = notify_postmaster
+    app.policy_listeners.append(svc.set_policy)
     svc.maillog.listeners.append(metrics_observer(app.metrics))
     return svc
 
