@@ -17,6 +17,7 @@ from mailserver.cli import (
     accounts,
     aliases,
     audit,
+    backup_cmd,
     config_cmd,
     directory_cmd,
     dkim_cmd,
@@ -36,7 +37,7 @@ from policy.errors import ConfigError, MailserverError
 from storage.directory import ImportFailed
 
 GROUPS = [init_cmd, config_cmd, serve_cmd, units, accounts, aliases, directory_cmd, audit, dns_cmd, quota_cmd,
-          reindex_cmd, log_cmd, dkim_cmd, jobs_cmd, notice_cmd, report_cmd]
+          reindex_cmd, log_cmd, dkim_cmd, jobs_cmd, notice_cmd, report_cmd, backup_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
