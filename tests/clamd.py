@@ -25,7 +25,8 @@ class Clamd:
         self.socket = folder / "clamd.sock"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> Clamd:
+    def start(self, timeout: float = 30.0, extra: str = "") -> Clamd:
+        """`extra`: more clamd.conf lines (e.g. `LocalSocketMode 666` for a client running as another uid)."""
         db = self.folder / "db"
         db.mkdir(parents=True, exist_ok=True)
         (db / "eicar.ndb").write_text(f"Eicar-Test-Signature:0:*:{EICAR.hex()}\n")
@@ -33,7 +34,7 @@ class Clamd:
         conf.write_text(
             f"Foreground yes\nDatabaseDirectory {db}\nLocalSocket {self.socket}\n"
             f"PidFile {self.folder / 'clamd.pid'}\nLogFile {self.folder / 'clamd.log'}\n"
-            "StreamMaxLength 64M\nMaxFileSize 64M\nMaxScanSize 200M\n"
+            "StreamMaxLength 64M\nMaxFileSize 64M\nMaxScanSize 200M\n" + extra
         )
         self.proc = subprocess.Popen([CLAMD, "--config-file", str(conf)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)

@@ -22,6 +22,7 @@ from mailserver.cli import (
     directory_cmd,
     dkim_cmd,
     dns_cmd,
+    health_cmd,
     init_cmd,
     jobs_cmd,
     log_cmd,
@@ -37,7 +38,7 @@ from policy.errors import ConfigError, MailserverError
 from storage.directory import ImportFailed
 
 GROUPS = [init_cmd, config_cmd, serve_cmd, units, accounts, aliases, directory_cmd, audit, dns_cmd, quota_cmd,
-          reindex_cmd, log_cmd, dkim_cmd, jobs_cmd, notice_cmd, report_cmd, backup_cmd]
+          reindex_cmd, log_cmd, dkim_cmd, jobs_cmd, notice_cmd, report_cmd, health_cmd, backup_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
