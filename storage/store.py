@@ -88,13 +88,13 @@ class MailStore:
         self.notifier = Notifier()
         self.pool = IndexPool(self._open_index, self.notifier, threads=threads, max_open=max_open,
                               idle_seconds=idle_seconds)
-        self.set_policy(policy)
         self.watch_interval = watch_interval
         self._watcher: asyncio.Task[None] | None = None
         self._watched: dict[int, Account] = {}
         self._activity: dict[int, float] = {}
         self._quotas: dict[int, tuple[float, int]] = {}  # account id -> (looked up at, quota)
         directory.on_change.append(self._forget_quota)  # an operator's set-quota applies at once
+        self.set_policy(policy)
 
     def set_policy(self, policy: Policy) -> None:
         """Use `policy` from now on (at start, and when SIGHUP reloads policy.yaml): quota rules reach the
@@ -106,6 +106,7 @@ class MailStore:
                                         f.junk: "\\Junk", f.archive: "\\Archive"}
         for index in self.pool.open_indexes():
             index.quota_rules = policy.quota
+        self._quotas.clear()  # effective quotas depend on quota.default
 
     # ------------------------------------------------------------------ where things are
 
