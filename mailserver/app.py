@@ -25,6 +25,7 @@ from storage.directory import Directory
 from storage.hashing import PasswordHasher
 from storage.limiter import BruteForceLimiter
 from storage.metrics import ServerMetrics
+from storage.queue import OutboundQueue
 from storage.store import MailStore
 
 
@@ -34,6 +35,8 @@ class App:
     directory: Directory
     auth: AuthService
     store: MailStore
+    # The outbound queue (<data>/queue): SMTP hands remote mail to it, serve delivers, the CLI inspects.
+    queue: OutboundQueue
     clock: Callable[[], datetime]
     # One metrics registry per App, handed to every service (see storage/metrics.py).
     metrics: ServerMetrics = field(default_factory=ServerMetrics)
@@ -85,13 +88,21 @@ class App:
         limiter = BruteForceLimiter(policy.auth, settings.trusted_networks)
         auth = AuthService(directory, limiter, settings.account_url)
         store = MailStore(settings.paths.mail_dir, policy, directory, clock=clock)
+        try:
+            queue = await OutboundQueue.open(settings.paths.queue_dir, policy.outbound, clock)
+        except BaseException:
+            await store.close()
+            await directory.close()
+            hasher.close()
+            raise
         # Đ7.3.c: the store says when a threshold is crossed; the notice text lives in mailserver/
         quota_notices = Notices(settings, policy, store, clock)
         store.on_quota_threshold = quota_notices.quota_warning
         # every new account gets its Maildir++ tree and special folders at once
         directory.on_created.append(store.create_mailbox)
-        app = cls(loaded=loaded, directory=directory, auth=auth, store=store, clock=clock)
+        app = cls(loaded=loaded, directory=directory, auth=auth, store=store, queue=queue, clock=clock)
         app.policy_listeners.append(quota_notices.set_policy)
+        app.policy_listeners.append(lambda p: queue.set_policy(p.outbound))
         auth.listeners.append(app.metrics.observe_login)
         return app
 
@@ -100,6 +111,7 @@ class App:
             result = closer()
             if hasattr(result, "__await__"):
                 await result  # type: ignore[misc]
+        await self.queue.close()
         await self.store.close()
         await self.directory.close()
         self.directory.hasher.close()

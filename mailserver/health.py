@@ -25,6 +25,7 @@ from typing import Any
 from policy.settings import Listener
 from policy.units import format_size
 from smtp.clamd import ClamdClient
+from storage.queue import OutboundQueue
 
 CHECK_TIMEOUT = 3.0  # seconds; orchestrators usually give a probe 5 to 10
 
@@ -116,3 +117,13 @@ def clamd_check(clamd: ClamdClient) -> Check:
     return check
 
 
+def queue_check(queue: OutboundQueue) -> Check:
+    """The outbound queue answers, and how much waits in it (held mail waits for an operator, Đ6.2.b)."""
+
+    async def check() -> CheckResult:
+        stats = await queue.stats()
+        return CheckResult(True, {"messages": stats.messages, "held": stats.held,
+                                  "recipients_pending": stats.recipients_pending,
+                                  "oldest": stats.oldest.isoformat(timespec="seconds") if stats.oldest else None})
+
+    return check

@@ -9,6 +9,12 @@ Vietnamese part and an English part (UTF-8, RFC 2047 subject), and delivers
 it from postmaster@ with `system=True`, which the store never refuses for
 quota and never counts as "receiving" (Đ6.2.a). Rendering lives here, in the
 composition root, so that `storage` never depends on text meant for people.
+
+Bounces and delay notices (RFC 3464) are built by `smtp.dsn`, which cannot
+import this package: `DeliveryReports.render` is handed to SMTP and the
+outbound queue as their `Renderer` and gives them the human-readable part,
+from `delivery-failed.txt`, `delivery-delayed.txt` and the plain-language
+explanation of each status code in `delivery-reasons.txt`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from policy.errors import ConfigError, ConfigProblem
 from policy.model import Policy
 from policy.settings import Settings
 from policy.units import CalendarDuration, format_size
+from smtp.dsn import Failure, Report
 from storage.errors import StoreUnavailable
 from storage.records import Account
 from storage.store import MailStore
@@ -94,6 +101,9 @@ def check_templates(override_dir: Path | None) -> list[ConfigProblem]:
                                           f"not a notice template (known: {', '.join(sorted(known))})"))
             continue
         text = path.read_text(encoding="utf-8")
+        if path.name == REASONS:
+            problems += check_reason_table(text, str(path))
+            continue
         try:
             render(text, {}, str(path))
         except ConfigError as e:
@@ -274,3 +284,102 @@ class Notices:
             "junk": self.policy.folders.junk,
         }
         return await self.send("quota-warning.txt", account, values)
+
+
+# ------------------------------------------------------------------ bounces and delay notices (RFC 3464)
+
+
+REASONS = "delivery-reasons.txt"
+_STATUS = re.compile(r"^[245](\.\d{1,3}){0,2}$")
+
+
+def check_reason_table(text: str, source: str) -> list[ConfigProblem]:
+    """`config check` of an edited `delivery-reasons.txt`: every line is "status | Vietnamese | English"."""
+    problems = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) != 3 or not _STATUS.match(parts[0]) or not parts[1] or not parts[2]:
+            problems.append(ConfigProblem(source, n, "", 'expected "status | Vietnamese | English", '
+                                                         'e.g. "5.1.1 | Địa chỉ ... | The address ..."'))
+    return problems
+
+
+def reason_table(text: str) -> dict[str, tuple[str, str]]:
+    """`delivery-reasons.txt`: "status | Vietnamese | English" lines."""
+    table = {}
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) == 3 and parts[0]:
+            table[parts[0]] = (parts[1], parts[2])
+    return table
+
+
+def explain(status: str, table: dict[str, tuple[str, str]]) -> tuple[str, str]:
+    """The most specific explanation: 5.1.1, else 5.1, else 5."""
+    pieces = status.split(".")
+    for n in range(len(pieces), 0, -1):
+        found = table.get(".".join(pieces[:n]))
+        if found:
+            return found
+    return ("Không gửi được thư.", "The message could not be delivered.")
+
+
+class DeliveryReports:
+    """The `smtp.dsn.Renderer` of the server: editable templates, read at each use (bounces are rare,
+    and an edited template takes effect without a restart)."""
+
+    def __init__(self, settings: Settings, policy: Policy) -> None:
+        self.settings = settings
+        self.policy = policy
+
+    def set_policy(self, policy: Policy) -> None:
+        """A reloaded policy (SIGHUP): the delay a notice quotes follows it."""
+        self.policy = policy
+
+    def _blocks(self, failures: list[Failure], table: dict[str, tuple[str, str]]) -> tuple[str, str]:
+        vi, en = [], []
+        for f in failures:
+            why_vi, why_en = explain(f.status, table)
+            if f.remote_answered:
+                server = f" ({f.remote_mta})" if f.remote_mta else ""
+                said_vi = f"  Máy chủ của người nhận trả lời{server}: {f.diagnostic}"
+                said_en = f"  Their server answered{server}: {f.diagnostic}"
+            else:
+                said_vi = f"  Chi tiết: {f.diagnostic}"
+                said_en = f"  Details: {f.diagnostic}"
+            vi.append(f"- {f.recipient}\n  Lý do: {why_vi}\n{said_vi}")
+            en.append(f"- {f.recipient}\n  Reason: {why_en}\n{said_en}")
+        return "\n\n".join(vi), "\n\n".join(en)
+
+    def render(self, report: Report) -> tuple[str, str]:
+        folder = self.settings.paths.templates
+        reasons, _ = template_text(REASONS, folder)
+        table = reason_table(reasons)
+        name = "delivery-failed.txt" if report.action == "failed" else "delivery-delayed.txt"
+        text, path = template_text(name, folder)
+        tz = self.policy.tz
+        blocks_vi, blocks_en = self._blocks(report.failures, table)
+        waited = self.policy.outbound.delay_notice_after
+        until = report.retry_until.astimezone(tz) if report.retry_until else None
+        values = {
+            "subject": report.subject or "(không có tiêu đề / no subject)",
+            "date": moment_vi(report.arrival.astimezone(tz)),
+            "date_en": moment_en(report.arrival.astimezone(tz)),
+            "recipients": blocks_vi,
+            "recipients_en": blocks_en,
+            "others": "\nNhững người nhận khác đã nhận được thư.\n" if report.others_delivered else "",
+            "others_en": "\nThe other recipients did get it.\n" if report.others_delivered else "",
+            "waited": duration_vi(waited),
+            "waited_en": str(waited),
+            "retry_until": moment_vi(until) if until else "",
+            "retry_until_en": moment_en(until) if until else "",
+            "postmaster": f"postmaster@{self.settings.primary_domain}",
+            "queue_id": report.queue_id,
+        }
+        notice = render(text, values, str(path))
+        body = "\n\n----------------------------------------\n\n".join(part.strip() for _, part in notice.parts)
+        return notice.subject, body.replace("\n", "\r\n") + "\r\n"

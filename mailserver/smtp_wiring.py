@@ -1,4 +1,5 @@
-"""Build the SMTP service from the App (the composition root hands smtp/ everything it uses)."""
+"""Build the SMTP service and the outbound queue's workers from the App (the composition root hands smtp/
+everything it uses: one resolver, one mail log, the bounce templates)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from email.utils import format_datetime, formataddr, make_msgid
 from typing import Any
 
 from mailserver.app import App
+from mailserver.notices import DeliveryReports
 from policy.limits import message_size_limit
 from policy.settings import Settings
 from smtp.authn import SenderAuthenticator
 from smtp.clamd import ClamdClient
 from smtp.dns import Resolver
+from smtp.outbound.service import OutboundService
 from smtp.ratelimit import SendRateLimiter
 from smtp.service import SmtpService
 from smtp.services import Services
@@ -31,6 +34,8 @@ def metrics_observer(metrics: ServerMetrics) -> Callable[[dict[str, Any]], None]
             metrics.connections.labels(listener=listener).inc()
         elif event == "accepted":
             metrics.messages_accepted.labels(listener=listener).inc()
+        elif event == "deferred" and rec.get("stage") == "outbound":
+            metrics.deliveries.labels(result="deferred").inc()
         elif event in ("rejected", "deferred"):
             # the check's function name (smtp/checks.py) or the stage: a fixed, small set
             reason = rec.get("check") or rec.get("stage") or "other"
@@ -38,7 +43,7 @@ def metrics_observer(metrics: ServerMetrics) -> Callable[[dict[str, Any]], None]
         elif event == "virus":
             metrics.virus_found.labels(listener=listener).inc()
         elif event == "delivered":
-            metrics.deliveries.labels(result="local").inc()
+            metrics.deliveries.labels(result="remote" if rec.get("result") == "remote" else "local").inc()
         elif event == "bounced":
             metrics.deliveries.labels(result="bounced").inc()
 
@@ -54,6 +59,8 @@ def clamd_client(settings: Settings) -> ClamdClient:
 def build_services(app: App) -> Services:
     settings, policy = app.settings, app.policy
     resolver = Resolver(settings.dns.nameservers, settings.dns.port, settings.dns.timeout)
+    reports = DeliveryReports(settings, policy)
+    app.policy_listeners.append(reports.set_policy)
     svc = Services(
         settings=settings,
         policy=policy,
@@ -66,6 +73,9 @@ def build_services(app: App) -> Services:
         maillog=MailLog(settings.paths.log_dir, policy.tz),
         size_limit=message_size_limit(policy.attachments),
         clock=app.clock,
+        queue=app.queue,
+        resolver=resolver,
+        render_report=reports.render,
         sender_auth=SenderAuthenticator(resolver),
         tls_context=app.server_tls().context,
     )
@@ -90,5 +100,10 @@ def build_services(app: App) -> Services:
     return svc
 
 
-def build_smtp_service(app: App) -> SmtpService:
-    return SmtpService(build_services(app))
+def build_mail_services(app: App) -> tuple[OutboundService, SmtpService]:
+    """The queue's workers and the SMTP listeners, sharing one resolver and one mail log. The workers
+    start first and stop last, so nothing is queued while they are not there to see it."""
+    svc = build_services(app)
+    outbound = OutboundService(svc, app.metrics)
+    app.policy_listeners.append(outbound.set_policy)
+    return outbound, SmtpService(svc)

@@ -236,6 +236,46 @@ class SendingPolicy(Section):
     hold_after_refusals: int = Field(default=20, ge=1)
 
 
+class OutboundPolicy(Section):
+    # Waits between delivery attempts after a temporary failure (4xx, no
+    # connection); the last one repeats. RFC 5321 §4.5.4.1 asks retries to be
+    # spaced; about 5 minutes growing to 4 hours.
+    retry_schedule: list[Duration] = Field(
+        default_factory=lambda: [parse_duration(d) for d in (
+            "5 minutes", "10 minutes", "20 minutes", "40 minutes", "80 minutes", "160 minutes", "4 hours")]
+    )
+    # Give up and return the message to its sender this long after it was
+    # queued (RFC 5321 §4.5.4.1: "at least 4-5 days").
+    give_up_after: Duration = CalendarDuration(seconds=5 * 86400)
+    # Tell the sender once that a message is still waiting after this long.
+    delay_notice_after: Duration = CalendarDuration(seconds=4 * 3600)
+    # Domains whose mail must travel encrypted: no STARTTLS, no delivery (the
+    # message waits and is retried). Other domains get TLS when offered.
+    require_tls: list[str] = Field(default_factory=list)
+
+    @field_validator("retry_schedule")
+    @classmethod
+    def _schedule(cls, v: list[CalendarDuration]) -> list[CalendarDuration]:
+        if not v:
+            raise ValueError("the retry schedule needs at least one wait")
+        for d in v:
+            if d.months or d.seconds < 60:
+                raise ValueError(f"{d} is not a retry wait (use minutes or hours, at least 1 minute)")
+        return v
+
+    @field_validator("require_tls")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        return [d.strip().rstrip(".").lower() for d in v]
+
+    def retry_wait(self, attempts: int) -> CalendarDuration:
+        """The wait after the `attempts`-th failed attempt (1-based); the last wait repeats."""
+        return self.retry_schedule[min(max(attempts, 1), len(self.retry_schedule)) - 1]
+
+    def tls_required(self, domain: str) -> bool:
+        return domain.lower() in self.require_tls
+
+
 class Policy(Section):
     # All calendar rules are evaluated in this time zone.
     timezone: str = "Asia/Ho_Chi_Minh"
@@ -253,6 +293,7 @@ class Policy(Section):
     virus: VirusPolicy = VirusPolicy()
     dmarc: DmarcPolicy = DmarcPolicy()
     sending: SendingPolicy = SendingPolicy()
+    outbound: OutboundPolicy = OutboundPolicy()
 
     @field_validator("timezone")
     @classmethod

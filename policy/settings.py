@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -41,12 +42,7 @@ class Listener(Section):
 
     @property
     def is_loopback(self) -> bool:
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return _is_loopback(self.host)
 
 
 class Listeners(Section):
@@ -111,6 +107,11 @@ class Paths(Section):
     @property
     def dkim_dir(self) -> Path:
         return self.data / "dkim"
+
+    @property
+    def queue_dir(self) -> Path:
+        """The outbound queue: queue.sqlite3 (envelopes, per-recipient state) and messages/."""
+        return self.data / "queue"
 
 
 class TLS(Section):
@@ -214,6 +215,109 @@ class Jobs(Section):
         return v
 
 
+class Smarthost(Section):
+    # A relay every outbound message goes through (providers that must relay).
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    # starttls: STARTTLS required (port 587); tls: implicit TLS (port 465);
+    # none: plain text, accepted only for a loopback relay.
+    tls: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = None
+    # Check the relay's certificate (system CAs, or ca_file); false only for tests.
+    verify: bool = True
+    ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _safe_login(self) -> Smarthost:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("smarthost.username and smarthost.password go together")
+        if self.tls == "none" and not _is_loopback(self.host):
+            raise ValueError("smarthost.tls may be none only for a loopback relay (127.0.0.1, ::1, localhost)")
+        return self
+
+
+class OutboundTimeouts(Section):
+    # Seconds, RFC 5321 §4.5.3.2: the minimum a client waits for each reply.
+    connect: float = Field(default=30.0, gt=0)
+    greeting: float = Field(default=300.0, gt=0)  # §4.5.3.2.1 initial 220: 5 minutes
+    command: float = Field(default=300.0, gt=0)  # EHLO, STARTTLS, AUTH, RSET (§4.5.3.2.7 server side)
+    mail: float = Field(default=300.0, gt=0)  # §4.5.3.2.2 MAIL: 5 minutes
+    rcpt: float = Field(default=300.0, gt=0)  # §4.5.3.2.3 RCPT: 5 minutes
+    data_init: float = Field(default=120.0, gt=0)  # §4.5.3.2.4 DATA initiation: 2 minutes
+    data_block: float = Field(default=180.0, gt=0)  # §4.5.3.2.5 each block sent: 3 minutes
+    data_end: float = Field(default=600.0, gt=0)  # §4.5.3.2.6 reply to the final dot: 10 minutes
+
+
+class Outbound(Section):
+    # Relay everything through this host instead of looking up MX records.
+    smarthost: Smarthost | None = None
+    # Per-domain static routes, "host:port" or "[IPv6]:port" (port optional):
+    # they replace the MX lookup for that domain and nothing else (TLS policy,
+    # timeouts, retries still apply). They win over the smarthost.
+    routes: dict[str, str] = Field(default_factory=dict)
+    # TCP port of remote MX hosts (25; tests point it elsewhere).
+    port: int = Field(default=25, ge=1, le=65535)
+    # Messages being delivered at once by one server process.
+    max_deliveries: int = Field(default=20, ge=1)
+    # Connections at once to one destination domain (or route, or the smarthost).
+    destination_concurrency: int = Field(default=5, ge=1)
+    # Recipients per transaction (RFC 5321 §4.5.3.1.8: servers take at least 100).
+    max_recipients: int = Field(default=100, ge=1)
+    # A finished connection waits this many seconds for the next message to the same host ...
+    connection_idle: float = Field(default=10.0, ge=0)
+    # ... and carries at most this many messages.
+    connection_reuse: int = Field(default=100, ge=1)
+    # Seconds between looks at the queue for work added by the CLI or another process.
+    poll_interval: float = Field(default=2.0, gt=0)
+    # Try IPv6 addresses of MX hosts too (after IPv4).
+    ipv6: bool = True
+    timeouts: OutboundTimeouts = OutboundTimeouts()
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(cls, v: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for domain, target in v.items():
+            d = domain.strip().rstrip(".").lower()
+            if not d or "." not in d:
+                raise ValueError(f'"{domain}" is not a domain name')
+            parse_hostport(target, 25)
+            out[d] = target.strip()
+        return out
+
+
+def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
+    """`host`, `host:port`, `[v6]:port`, `1.2.3.4:port` → (host, port)."""
+    t = text.strip()
+    host, port = t, str(default_port)
+    if t.startswith("["):
+        end = t.find("]")
+        if end < 0:
+            raise ValueError(f'"{text}" is not host:port ("]" missing)')
+        host, rest = t[1:end], t[end + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f'"{text}" is not host:port')
+            port = rest[1:]
+    elif t.count(":") == 1:
+        host, port = t.split(":")
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f'"{text}" is not host:port')
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f'"{text}": the port must be a number from 1 to 65535')
+    return host, int(port)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Operators(Section):
     # Đ5.1: Sở TT&TT runs the directory. `init` creates this unit; its unit
     # mailbox receives postmaster@, abuse@ and support@ (Đ5.2).
@@ -232,6 +336,7 @@ class Settings(Section):
     smtp: Smtp = Smtp()
     dns: Dns = Dns()
     dkim: Dkim = Dkim()
+    outbound: Outbound = Outbound()
     # The policy file (the regulation's numbers); null: built-in defaults.
     policy_file: Path | None = None
     # Offices behind one NAT address are not blocked per IP by the brute-force limiter.
@@ -304,4 +409,6 @@ class Settings(Section):
         self.tls.key = fix(self.tls.key)
         self.clamd.socket = fix(self.clamd.socket)
         self.dkim.keys = fix(self.dkim.keys)
+        if self.outbound.smarthost is not None:
+            self.outbound.smarthost.ca_file = fix(self.outbound.smarthost.ca_file)
         self.policy_file = fix(self.policy_file)

@@ -9,11 +9,11 @@ exact reply a user meets. The README lists every one of these replies.
 | MAIL  | auth_required           | 530 5.7.0                  | submission  |
 | MAIL  | declared_size           | 552 5.3.4                  | Đ7.3.b      |
 | MAIL  | sender_may_send         | 550 5.7.1                  | Đ5.3.b, Đ6  |
-| MAIL  | outbound_not_held       | 451 4.7.1                  | Đ6.2.b      |
+| MAIL  | outbound_hold           | (accepted, held in queue)  | Đ6.2.b      |
 | MAIL  | envelope_sender         | 553 5.7.1 / 550 5.7.1      | identity    |
 | MAIL  | message_rate            | 451 4.7.1                  | Đ6.2.b      |
 | RCPT  | recipient_count         | 452 4.5.3                  | config      |
-| RCPT  | relay                   | 554 5.7.1 / 451 4.3.2      | no relay    |
+| RCPT  | relay                   | 554 5.7.1 / 553 5.1.3      | no relay    |
 | RCPT  | known_recipient         | 550 5.1.1                  | Đ5.3.b      |
 | RCPT  | recipient_rate          | 451 4.7.1                  | Đ6.2.b      |
 | RCPT  | recipient_quota         | 552 5.2.2 / 452 4.2.2      | Đ7.3.b      |
@@ -49,6 +49,7 @@ SUBMISSION = ("submission", "submissions")
 class Recipient:
     address: str  # as normalised
     accounts: list[Any]  # storage.records.Account
+    remote: list[str] = field(default_factory=list)  # addresses outside our domains: the outbound queue
 
 
 @dataclass
@@ -107,16 +108,11 @@ async def sender_may_send(st: Step) -> Reply | None:
     return None
 
 
-async def outbound_not_held(st: Step) -> Reply | None:
-    """Đ6.2.b: an account held after a burst cannot send until an operator releases it."""
-    if not st.submission:
-        return None
-    hold = await st.svc.directory.outbound_hold(st.session.account)
-    if hold is not None:
-        pm = f"postmaster@{st.svc.settings.primary_domain}"
-        return Reply(451, "4.7.1", f"Outbound mail of this account is on hold since {hold['held_at'][:16]} "
-                                   f"after an unusual burst of sending (Article 6.2.b); contact {pm} / "
-                                   "Thư gửi đi của tài khoản đang bị tạm giữ, hãy liên hệ quản trị")
+async def outbound_hold(st: Step) -> Reply | None:
+    """Đ6.2.b: the mail of an account held after a burst is accepted but waits in the outbound queue
+    (local recipients too) until an operator releases or deletes it."""
+    if st.submission:
+        st.envelope.hold = await st.svc.directory.outbound_hold(st.session.account)
     return None
 
 
@@ -158,7 +154,7 @@ async def _rate_refusal(st: Step, what: str) -> Reply:
                                f"(Article 6.2.b); try again in {minutes} minutes / Vượt giới hạn gửi thư")
 
 
-MAIL_CHECKS: list[Check] = [auth_required, declared_size, sender_may_send, outbound_not_held, envelope_sender,
+MAIL_CHECKS: list[Check] = [auth_required, declared_size, sender_may_send, outbound_hold, envelope_sender,
                             message_rate]
 
 
@@ -174,36 +170,32 @@ async def recipient_count(st: Step) -> Reply | None:
 
 
 async def relay(st: Step) -> Reply | None:
-    """Only our domains are delivered here; every address trick is refused, never interpreted."""
+    """Only our domains are delivered here; every address trick is refused, never interpreted.
+    Logged-in staff may send anywhere: remote recipients go to the outbound queue."""
     addr = classify(st.address, st.svc.domains)
     if addr.kind == Kind.invalid:
         return Reply(553, "5.1.3", f"Bad recipient address <{st.address}>: {addr.why}")
     if addr.kind == Kind.relay_trick:
         return Reply(554, "5.7.1", f"Relaying denied: <{st.address}> ({addr.why})")
-    if addr.kind == Kind.remote:
-        if st.submission:
-            return _no_queue_yet(st.address)
+    if addr.kind == Kind.remote and not st.submission:
         return Reply(554, "5.7.1", f"Relaying denied: this server accepts mail only for "
                                    f"{', '.join(st.svc.domains)}")
     st.notes["address"] = addr.address
+    st.notes["remote"] = addr.kind == Kind.remote
     return None
 
 
-def _no_queue_yet(address: str) -> Reply:
-    return Reply(451, "4.3.2", f"Delivery to <{address}> outside the province's domains is not available yet "
-                               "(the outbound queue is not installed); local recipients work / "
-                               "Chưa gửi được ra ngoài tỉnh")
-
-
 async def known_recipient(st: Step) -> Reply | None:
-    """Revoked mailboxes are unknown (Đ5.3.b); suspended ones still receive (Đ6.1)."""
+    """Revoked mailboxes are unknown (Đ5.3.b); suspended ones still receive (Đ6.1). An alias may point
+    outside (its remote targets go to the outbound queue)."""
     address = st.notes["address"]
+    if st.notes["remote"]:
+        st.recipient = Recipient(address, [], [address])
+        return None
     res = await st.svc.directory.resolve(address)
     if res is None:
         return Reply(550, "5.1.1", f"No such mailbox here: <{address}> / Hộp thư không tồn tại")
-    if res.remote:
-        return _no_queue_yet(", ".join(res.remote))
-    st.recipient = Recipient(address, res.accounts)
+    st.recipient = Recipient(address, res.accounts, res.remote)
     return None
 
 
@@ -227,7 +219,7 @@ async def recipient_quota(st: Step) -> Reply | None:
         check = await st.svc.store.check_quota(account, incoming)
         if not check.fits:
             full.append((account, check))
-    if full and len(full) == len(st.recipient.accounts):
+    if full and len(full) == len(st.recipient.accounts) and not st.recipient.remote:
         _, check = full[0]
         return over_quota_reply(st.svc, st.recipient.address, check.used, check.quota)
     return None

@@ -1,4 +1,4 @@
-"""The one DNS resolver of the SMTP checks (SPF, DKIM, DMARC).
+"""The one DNS resolver of the SMTP checks (SPF, DKIM, DMARC) and of outbound routing (MX, A, AAAA).
 
 One `dns.asyncresolver.Resolver` configured from `mailserver.yaml`
 (`dns.nameservers`, `dns.port`, `dns.timeout`; empty nameservers means
@@ -46,10 +46,15 @@ class Resolver:
         r.lifetime = timeout
         self._r = r
         self.timeout = timeout
-        self._cache: dict[tuple[str, str], tuple[float, list[object]]] = {}
+        self._cache: dict[tuple[str, str], tuple[float, list[object] | None]] = {}
 
     async def query(self, name: str, qtype: str) -> list[object]:
         """Answer rdatas; [] for NXDOMAIN or no data; DnsTemporary otherwise."""
+        return await self.lookup(name, qtype) or []
+
+    async def lookup(self, name: str, qtype: str) -> list[object] | None:
+        """Like `query`, but None when the name does not exist at all (NXDOMAIN), which outbound
+        routing must tell apart from a name without records of this type (RFC 5321 §5.1 implicit MX)."""
         key = (name.lower().rstrip("."), qtype)
         hit = self._cache.get(key)
         now = time.monotonic()
@@ -63,15 +68,17 @@ class Resolver:
         self._cache[key] = (now + result[0], result[1])
         return result[1]
 
-    async def _lookup(self, name: str, qtype: str) -> tuple[float, list[object]]:
+    async def _lookup(self, name: str, qtype: str) -> tuple[float, list[object] | None]:
         try:
             answer = await self._r.resolve(name, qtype, search=False)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
+        except dns.resolver.NXDOMAIN:
+            return NEGATIVE_TTL, None
+        except dns.resolver.NoAnswer:
             return NEGATIVE_TTL, []
         except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.resolver.LifetimeTimeout) as e:
             raise DnsTemporary(f"{qtype} {name}: {e.__class__.__name__}") from None
         except (dns.name.EmptyLabel, dns.name.LabelTooLong, dns.name.NameTooLong, dns.exception.SyntaxError):
-            return NEGATIVE_TTL, []
+            return NEGATIVE_TTL, None
         ttl = min(3600, answer.rrset.ttl if answer.rrset is not None else NEGATIVE_TTL)
         return ttl, list(answer)
 

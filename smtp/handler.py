@@ -1,8 +1,10 @@
-"""aiosmtpd hooks: run the checks, add trace headers, sign, deliver through the store, log every event.
+"""aiosmtpd hooks: run the checks, add trace headers, sign, deliver through the store or queue, log every event.
 
 A message is acknowledged with 250 only after the store has it durably on
 disk (the store fsyncs the file and the directory before `deliver_many`
-returns); any failure before that is a 4xx the sender retries. When some
+returns) and, for recipients elsewhere, after the outbound queue has it
+(message file and rows fsynced, `storage.queue`); any failure before that
+is a 4xx the sender retries. When some
 recipients' quotas turn out too small after DATA, the others get the
 message and the sender gets a DSN (RFC 3464) naming the ones that did not.
 """
@@ -10,43 +12,33 @@ message and the sender gets a DSN (RFC 3464) naming the ones that did not.
 from __future__ import annotations
 
 import logging
-import secrets
-import time
 from datetime import datetime
 from typing import Any
 
 from smtp import checks
 from smtp.addresses import domain_of
 from smtp.checks import Recipient, Step
-from smtp.dsn import Failure, build_dsn
+from smtp.dsn import Failure, Report, build_dsn
 from smtp.headers import (
     authentication_results,
+    decoded_subject,
     header_value,
     protocol_name,
     received,
     return_path,
     split_message,
     strip_forged,
+    without_return_path,
 )
+from smtp.ids import new_queue_id
 from smtp.protocol import MailEnvelope, MailSession, MailSMTP
 from smtp.replies import Reply
 from smtp.services import Services
 from storage.auth import Outcome
+from storage.queue import NewEntry
+from storage.store import to_crlf
 
 log = logging.getLogger("smtp.handler")
-
-_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ0123456789"
-
-
-def new_queue_id() -> str:
-    """Short, sortable by time, unique enough to find one message in the log."""
-    t = int(time.time() * 1000)
-    head = ""
-    while t:
-        t, r = divmod(t, len(_ALPHABET))
-        head = _ALPHABET[r] + head
-    return head + "".join(secrets.choice(_ALPHABET) for _ in range(6))
-
 
 class Handler:
     def __init__(self, svc: Services) -> None:
@@ -136,7 +128,8 @@ class Handler:
     # ------------------------------------------------------------------ DATA
 
     async def handle_DATA(self, server: MailSMTP, session: MailSession, envelope: MailEnvelope) -> str:
-        content: bytes = envelope.content  # type: ignore[assignment]
+        # RFC 5321 §2.3.8: lines end in CRLF; one form before signing, storing and sending on
+        content: bytes = to_crlf(envelope.content)  # type: ignore[arg-type]
         st = Step(self.svc, session, envelope, content=content)
         head, _ = split_message(content)
         message_id = header_value(head, "Message-ID")
@@ -174,33 +167,82 @@ class Handler:
 
     async def _deliver(self, session: MailSession, envelope: MailEnvelope, message: bytes, st: Step,
                        common: dict[str, Any]) -> str:
+        """Remote recipients (and everything of a held account) into the queue, local ones into the store;
+        250 only when both are on disk. The queue goes first: if the store then fails, the local
+        recipients join the queued message instead of the sender sending it all again, which would
+        repeat the remote deliveries."""
         svc = self.svc
         folder = "INBOX"
         r = st.auth_results
         if (r is not None and r.dmarc == "fail" and r.dmarc_policy == "quarantine"
                 and svc.policy.dmarc.quarantine_to_junk):
             folder = svc.policy.folders.junk
-        accounts = {a.id: a for rcpt in envelope.recipients for a in rcpt.accounts}
-        try:
-            results = await svc.store.deliver_many(list(accounts.values()), message, folder=folder)
-        except Exception as e:
-            log.exception("delivery of %s failed", envelope.queue_id)
-            reply = Reply(451, "4.3.0", f"Temporary failure storing the message ({e.__class__.__name__}); "
-                                        "please try again later")
-            return self._refused(session, envelope, reply, "deliver", **common)
-        failed: dict[int, Any] = {aid: res for aid, res in results.items() if isinstance(res, BaseException)}
-        delivered = [aid for aid in results if aid not in failed]
-        for aid in delivered:
-            self._log("delivered", session, envelope, message_id=common["message_id"],
-                      recipients=[accounts[aid].address], size=len(message), folder=folder, result="delivered")
-        if not delivered:
-            return self._all_failed(session, envelope, failed, accounts, common)
+        local = [rcpt for rcpt in envelope.recipients if rcpt.accounts]
+        remote = list(dict.fromkeys(a for rcpt in envelope.recipients for a in rcpt.remote))
+        queued = False
+        if remote or (envelope.hold and local):
+            held_local = [rcpt.address for rcpt in local] if envelope.hold else []
+            try:
+                await self._enqueue(session, envelope, message, remote, held_local, common)
+            except Exception as e:
+                log.exception("queueing %s failed", envelope.queue_id)
+                reply = Reply(451, "4.3.0", f"Temporary failure queueing the message ({e.__class__.__name__}); "
+                                            "please try again later")
+                return self._refused(session, envelope, reply, "queue", **common)
+            queued = True
+            if envelope.hold:
+                local = []  # Đ6.2.b: they wait in the queue with the rest
+        accounts = {a.id: a for rcpt in local for a in rcpt.accounts}
+        failed: dict[int, Any] = {}
+        if accounts:
+            try:
+                results = await svc.store.deliver_many(list(accounts.values()), message, folder=folder)
+            except Exception as e:
+                log.exception("delivery of %s failed", envelope.queue_id)
+                if not queued:
+                    reply = Reply(451, "4.3.0", f"Temporary failure storing the message ({e.__class__.__name__}); "
+                                                "please try again later")
+                    return self._refused(session, envelope, reply, "deliver", **common)
+                await svc.queue.add_recipients(envelope.queue_id, [rcpt.address for rcpt in local], local=True)
+                self._log("queued", session, envelope, message_id=common["message_id"],
+                          recipients=[rcpt.address for rcpt in local], result="queued",
+                          reason=f"the mail store failed ({e.__class__.__name__}); the queue retries")
+                results = {}
+            failed = {aid: res for aid, res in results.items() if isinstance(res, BaseException)}
+            delivered = [aid for aid in results if aid not in failed]
+            for aid in delivered:
+                self._log("delivered", session, envelope, message_id=common["message_id"],
+                          recipients=[accounts[aid].address], size=len(message), folder=folder, result="delivered")
+            if not delivered and failed and not queued:
+                return self._all_failed(session, envelope, failed, accounts, common)
         if st.submission:
             svc.rates.record_sent(session.account.id, len(envelope.rcpt_tos))
             await svc.directory.record_activity(session.account.id, "send")
         if failed:
             await self._bounce(session, envelope, message, failed, accounts, common)
+        if envelope.hold:
+            return f"250 2.0.0 OK queued as {envelope.queue_id}; held for review (Article 6.2.b)"
         return f"250 2.0.0 OK queued as {envelope.queue_id}"
+
+    async def _enqueue(self, session: MailSession, envelope: MailEnvelope, message: bytes, remote: list[str],
+                       held_local: list[str], common: dict[str, Any]) -> None:
+        """Durably into the outbound queue (file and rows fsynced) before the 250."""
+        svc = self.svc
+        head, _ = split_message(message)
+        hold = envelope.hold
+        entry = NewEntry(
+            id=envelope.queue_id, sender=envelope.sender, recipients=[*remote, *held_local],
+            data=without_return_path(message), arrived_at=svc.clock(),
+            account=session.account.address if session.account is not None else None,
+            message_id=common["message_id"], subject=decoded_subject(head), local=set(held_local),
+            hold_reason=f"account on hold since {hold['held_at'][:16]}: {hold['reason']} (Article 6.2.b)"
+            if hold else None,
+            hold_actor=hold["actor"] if hold else None,
+        )
+        await svc.queue.enqueue(entry)
+        self._log("queued", session, envelope, message_id=common["message_id"], recipients=entry.recipients,
+                  size=len(entry.data), result="held" if hold else "queued",
+                  reason=entry.hold_reason)
 
     def _failure_reply(self, account: Any, error: Any) -> Reply:
         used, quota = getattr(error, "used", None), getattr(error, "quota", None)
@@ -222,7 +264,7 @@ class Handler:
         failures = []
         for aid, err in failed.items():
             reply = self._failure_reply(accounts[aid], err)
-            failures.append(Failure(accounts[aid].address, reply.enhanced, f"smtp; {reply}"))
+            failures.append(Failure(accounts[aid].address, reply.enhanced, str(reply), remote_answered=False))
             self._log("bounced", session, envelope, message_id=common["message_id"],
                       recipients=[accounts[aid].address], code=f"{reply.code} {reply.enhanced}", reason=reply.text,
                       result="bounced")
@@ -231,19 +273,21 @@ class Handler:
             return  # RFC 5321 §4.5.5: never bounce a bounce
         head, _ = split_message(message)
         now = svc.clock()
-        dsn = build_dsn(reporting_mta=svc.settings.hostname, sender=sender, failures=failures,
-                        original_headers=head, queue_id=envelope.queue_id,
-                        arrival=now, now=now, from_address=f"MAILER-DAEMON@{svc.settings.primary_domain}")
+        report = Report("failed", sender, failures, envelope.queue_id, now, subject=decoded_subject(head),
+                        others_delivered=True)
+        text = svc.render_report(report)
+        dsn = build_dsn(report, text=text, reporting_mta=svc.settings.hostname,
+                        original_headers=head, now=now, from_address=f"MAILER-DAEMON@{svc.settings.primary_domain}")
         res = await svc.directory.resolve(sender)
         if res is not None and res.accounts and not res.remote:
             await svc.store.deliver_many(res.accounts, dsn, system=True)
             self._log("dsn", session, envelope, recipients=[sender], result="delivered")
             return
-        # A remote sender: the DSN needs the outbound queue (issue 7); until then it is kept for it.
-        path = svc.settings.paths.data / "outbound-pending" / f"{envelope.queue_id}.dsn.eml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(dsn)
-        self._log("dsn", session, envelope, recipients=[sender], result="pending-outbound-queue", file=str(path))
+        # a sender elsewhere: the report leaves through the outbound queue, with the null sender
+        dsn_id = new_queue_id()
+        await svc.queue.enqueue(NewEntry(id=dsn_id, sender="", recipients=[sender], data=dsn, arrived_at=now,
+                                         kind="dsn", subject=text[0]))
+        self._log("dsn", session, envelope, recipients=[sender], result="queued", dsn_queue_id=dsn_id)
 
     # ------------------------------------------------------------------ misc
 

@@ -11,7 +11,9 @@ could pretend to be ours are removed from incoming mail first: an existing
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
+from email.header import decode_header, make_header
 from email.utils import format_datetime
 
 _FIELD_START = re.compile(rb"^([!-9;-~]+)[ \t]*:", re.M)
@@ -53,25 +55,51 @@ def header_value(header_block: bytes, name: str) -> str | None:
     return None
 
 
-def strip_forged(message: bytes, authserv_id: str) -> bytes:
-    """Drop Return-Path and Authentication-Results claiming `authserv_id` (RFC 8601 §5)."""
+def drop_fields(message: bytes, unwanted: Callable[[bytes, bytes], bool]) -> bytes:
+    """The message without the header fields for which `unwanted(lower-case name, raw field)` is true."""
     head, rest = split_message(message)
     keep = []
     changed = False
-    ident = authserv_id.lower().encode()
     for name, raw in fields(head):
-        if name == b"return-path":
+        if unwanted(name, raw):
             changed = True
             continue
-        if name == b"authentication-results":
-            value = raw.split(b":", 1)[1].strip().lower()
-            if value.split(b";", 1)[0].strip().split(b" ")[0] == ident:
-                changed = True
-                continue
         keep.append(raw)
     if not changed:
         return message
     return b"\r\n".join(keep) + (b"\r\n" if keep else b"") + rest
+
+
+def strip_forged(message: bytes, authserv_id: str) -> bytes:
+    """Drop Return-Path and Authentication-Results claiming `authserv_id` (RFC 8601 §5)."""
+    ident = authserv_id.lower().encode()
+
+    def forged(name: bytes, raw: bytes) -> bool:
+        if name == b"return-path":
+            return True
+        if name == b"authentication-results":
+            value = raw.split(b":", 1)[1].strip().lower()
+            return value.split(b";", 1)[0].strip().split(b" ")[0] == ident
+        return False
+
+    return drop_fields(message, forged)
+
+
+def without_return_path(message: bytes) -> bytes:
+    """The copy that leaves for another server: Return-Path is written by the final delivery (RFC 5321 §4.4),
+    never by a relay; it is not a DKIM-signed field, so the signature stays valid."""
+    return drop_fields(message, lambda name, _raw: name == b"return-path")
+
+
+def decoded_subject(head: bytes) -> str | None:
+    """The Subject as a person reads it (RFC 2047 words decoded), for queue listings and bounces."""
+    raw = header_value(head, "Subject")
+    if raw is None:
+        return None
+    try:
+        return str(make_header(decode_header(raw)))
+    except (ValueError, LookupError):
+        return raw
 
 
 def received(*, helo: str, client_ip: str, hostname: str, protocol: str, queue_id: str,

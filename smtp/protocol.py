@@ -60,6 +60,7 @@ class MailEnvelope(Envelope):
         self.queue_id = ""
         self.declared_size: int | None = None
         self.recipients: list[Any] = []  # smtp.checks.Recipient, parallel to rcpt_tos
+        self.hold: dict[str, Any] | None = None  # Đ6.2.b: the sender's outbound hold, if any
         self.data_started = 0.0
 
     @property

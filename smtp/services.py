@@ -19,11 +19,14 @@ from policy.model import Policy
 from policy.settings import Settings
 from smtp.authn import SenderAuthenticator
 from smtp.clamd import ClamdClient
+from smtp.dns import Resolver
+from smtp.dsn import Renderer
 from smtp.ratelimit import SendRateLimiter
 from smtp.signing import DkimSigner
 from storage.auth import AuthService
 from storage.directory import Directory
 from storage.maillog import MailLog
+from storage.queue import OutboundQueue
 from storage.records import Account
 
 log = logging.getLogger("smtp")
@@ -58,6 +61,10 @@ class Services:
     clock: Callable[[], datetime]
     # The server certificate of STARTTLS and port 465; owned and reloaded by the composition root.
     tls_context: ssl.SSLContext
+    # The outbound queue (remote recipients, held mail), the one DNS resolver, and the text of bounces
+    queue: OutboundQueue
+    resolver: Resolver
+    render_report: Renderer
     sender_auth: SenderAuthenticator | None = None
     # Sends a notice (subject, text) to postmaster@ (built by the composition root)
     notify_postmaster: Notify | None = None
@@ -87,9 +94,13 @@ class Services:
                 f"Tài khoản {account.address} gửi thư bất thường và đã bị tạm giữ thư gửi đi.\r\n"
                 f"The account {account.address} sent an unusual burst of mail; its outbound mail is on hold.\r\n"
                 f"Reason: {reason}\r\n\r\n"
-                "The account can still log in and read mail. If it is compromised, suspend it:\r\n"
+                "The account can still log in and read mail. What it sends now waits in the queue:\r\n"
+                f"  mailserver queue list --account {account.address}\r\n"
+                "If it is compromised, suspend it and delete what it sent:\r\n"
                 f"  mailserver account suspend {account.address} --reason \"compromised (Đ6.2.b)\"\r\n"
-                "To let it send again:\r\n"
+                f"  mailserver queue delete --account {account.address}\r\n"
+                "If the mail is legitimate, let it go and let the account send again:\r\n"
+                f"  mailserver queue release --account {account.address}\r\n"
                 f"  mailserver account release {account.address}\r\n"
             )
             try:

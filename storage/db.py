@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from importlib import resources
 from pathlib import Path
@@ -28,6 +29,27 @@ def migration_scripts(prefix: str) -> list[tuple[int, str]]:
             number = int(name[len(prefix) + 1 :].split("_", 1)[0])
             found.append((number, entry.read_text(encoding="utf-8")))
     return sorted(found)
+
+
+def migrate_sync(conn: sqlite3.Connection, prefix: str) -> bool:
+    """Apply `<prefix>_NNNN_*.sql` to a plain sqlite3 connection (stores run in worker threads);
+    True when the database was new. Safe against another process migrating at the same time."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    fresh = current == 0
+    for number, script in migration_scripts(prefix):
+        if number <= current:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] < number:
+                for statement in _split_sql(script):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return fresh
 
 
 class Database:

@@ -55,7 +55,7 @@ from storage import controlfiles as cf
 from storage import maildir as md
 from storage import snapshots
 from storage.content import Content, parse_files
-from storage.db import _split_sql, migration_scripts
+from storage.db import migrate_sync
 from storage.errors import FolderExists, FolderNotFound, KeywordLimit, MessageNotFound, OverQuota
 from storage.events import event_from_json, event_json
 from storage.flags import keyword_index, split_flags
@@ -241,22 +241,7 @@ class AccountIndex:
 
     @staticmethod
     def _migrate(conn: sqlite3.Connection) -> bool:
-        current = conn.execute("PRAGMA user_version").fetchone()[0]
-        fresh = current == 0
-        for number, script in migration_scripts("index"):
-            if number <= current:
-                continue
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if conn.execute("PRAGMA user_version").fetchone()[0] < number:
-                    for statement in _split_sql(script):
-                        conn.execute(statement)
-                    conn.execute(f"PRAGMA user_version={number}")
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        return fresh
+        return migrate_sync(conn, "index")
 
     def _set_aside(self) -> None:
         stamp = time.strftime("%Y%m%dT%H%M%S")

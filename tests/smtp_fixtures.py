@@ -104,29 +104,39 @@ def message(sender: str, to: str, subject: str = "Giấy mời họp", body: str
             f"{body}").encode()
 
 
+async def open_env(tmp_path: Path, clamd: Clamd, dns: DnsServer, *, policy: str = "", extra: str = "",
+                   clock: Any = None) -> SmtpEnv:
+    """A running SMTP service (the production listeners and checks) on free loopback ports."""
+    ports = {name: free_port() for name in ("smtp", "submission", "submissions")}
+    cfg = write_config(tmp_path, policy=policy, ports=ports, extra=(
+        f"clamd: {{socket: {clamd.socket}, timeout: 10}}\n"
+        f"dns: {{nameservers: [127.0.0.1], port: {dns.port}, timeout: 1}}\n" + extra
+    ))
+    loaded = load(cfg)
+    s = loaded.settings
+    write_self_signed(s.cert_path, s.key_path, s.hostname, s.domains)
+    app = await App.open(loaded=loaded, clock=clock) if clock is not None else await App.open(loaded=loaded)
+    await app.directory.ensure_operator_unit("Sở Thông tin và Truyền thông", None, actor="test")
+    service = SmtpService(build_services(app))
+    await service.start()
+    for p in ports.values():
+        await wait_port(p)
+    return SmtpEnv(app, service, ports, tmp_path, dns)
+
+
+async def close_env(env: SmtpEnv) -> None:
+    await env.service.stop()
+    await env.app.close()
+
+
 @pytest.fixture
 async def smtp_env(tmp_path: Path, clamd_daemon: Clamd, dns: DnsServer, request: pytest.FixtureRequest) \
         -> AsyncIterator[SmtpEnv]:
     marker = request.node.get_closest_marker("smtp_config")
     policy = marker.kwargs.get("policy", "") if marker else ""
     extra = marker.kwargs.get("extra", "") if marker else ""
-    ports = {name: free_port() for name in ("smtp", "submission", "submissions")}
-    cfg = write_config(tmp_path, policy=policy, ports=ports, extra=(
-        f"clamd: {{socket: {clamd_daemon.socket}, timeout: 10}}\n"
-        f"dns: {{nameservers: [127.0.0.1], port: {dns.port}, timeout: 1}}\n" + extra
-    ))
-    loaded = load(cfg)
-    s = loaded.settings
-    write_self_signed(s.cert_path, s.key_path, s.hostname, s.domains)
-    app = await App.open(loaded=loaded)
-    await app.directory.ensure_operator_unit("Sở Thông tin và Truyền thông", None, actor="test")
-    service = SmtpService(build_services(app))
-    await service.start()
-    for p in ports.values():
-        await wait_port(p)
-    env = SmtpEnv(app, service, ports, tmp_path, dns)
+    env = await open_env(tmp_path, clamd_daemon, dns, policy=policy, extra=extra)
     try:
         yield env
     finally:
-        await service.stop()
-        await app.close()
+        await close_env(env)

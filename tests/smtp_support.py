@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from dnslib import QTYPE, RR, TXT, A
+from dnslib import AAAA, MX, QTYPE, RR, TXT, A
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 from tests.clamd import EICAR, Clamd
@@ -25,10 +25,13 @@ PASSWORD = "Matkhau@123"
 
 @dataclass
 class Zone(BaseResolver):
-    """A tiny authoritative zone: TXT and A records, everything else NXDOMAIN; `slow` names never answer."""
+    """A tiny authoritative zone: TXT, A, AAAA and MX records (a name with any record exists; the others
+    are NXDOMAIN); `slow` names never answer. MX values are (preference, host); host "." is a null MX."""
 
     txt: dict[str, list[str]] = field(default_factory=dict)
     a: dict[str, list[str]] = field(default_factory=dict)
+    aaaa: dict[str, list[str]] = field(default_factory=dict)
+    mx: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     slow: set[str] = field(default_factory=set)
 
     def resolve(self, request: Any, handler: Any) -> Any:
@@ -46,7 +49,13 @@ class Zone(BaseResolver):
         elif qtype == "A":
             for ip in self.a.get(qname, []):
                 reply.add_answer(RR(qname, QTYPE.A, rdata=A(ip), ttl=60))
-        if not reply.rr and qname not in self.txt and qname not in self.a:
+        elif qtype == "AAAA":
+            for ip in self.aaaa.get(qname, []):
+                reply.add_answer(RR(qname, QTYPE.AAAA, rdata=AAAA(ip), ttl=60))
+        elif qtype == "MX":
+            for pref, host in self.mx.get(qname, []):
+                reply.add_answer(RR(qname, QTYPE.MX, rdata=MX(host, pref), ttl=60))
+        if not reply.rr and not any(qname in table for table in (self.txt, self.a, self.aaaa, self.mx)):
             reply.header.rcode = 3  # NXDOMAIN
         return reply
 

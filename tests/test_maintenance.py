@@ -169,7 +169,8 @@ def test_config_check_finds_mistakes_in_edited_templates(province, tmp_path):
     assert proc.returncode == 1
     errors = proc.stderr.strip().splitlines()
     assert len(errors) == 3
-    assert errors[0].endswith("maintenace.txt: not a notice template (known: inactivity-suspended.txt, "
+    assert errors[0].endswith("maintenace.txt: not a notice template (known: delivery-delayed.txt, "
+                              "delivery-failed.txt, delivery-reasons.txt, inactivity-suspended.txt, "
                               "inactivity-warning.txt, maintenance-cancelled.txt, maintenance-reminder.txt, "
                               "maintenance.txt, password-expiry.txt, quota-warning.txt, retirement-locked.txt, "
                               "revocation-warning.txt, revoked.txt)")

@@ -323,7 +323,14 @@ async def hold(ctx: Context, args: argparse.Namespace) -> int:
 async def release(ctx: Context, args: argparse.Namespace) -> int:
     app = await ctx.app()
     acc = await app.directory.release_outbound(args.address, actor=ctx.actor)
-    return await _show_after(ctx, acc, f"{acc.address}: outbound hold released; it may send again")
+    note = f"{acc.address}: outbound hold released; it may send again"
+    held = await app.queue.list(account=acc.address, held=True)
+    if held:
+        # what it sent while held stays held: releasing the account is not a verdict on those messages
+        note += (f"\n{len(held)} message(s) it sent while held wait in the queue: "
+                 f"`mailserver queue release --account {acc.address}` sends them, "
+                 f"`mailserver queue delete --account {acc.address}` discards them")
+    return await _show_after(ctx, acc, note)
 
 
 async def set_send_limit(ctx: Context, args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
     p = sub.add_parser("audit", help="the audit log of operator and automatic actions")
     asub = p.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
     ls = asub.add_parser("list", parents=parents, help="newest entries first")
-    ls.add_argument("--target", help="only entries about this address (or e.g. maintenance:3)")
+    ls.add_argument("--target", help="only entries about this address (or e.g. maintenance:3, queue:<id>)")
     ls.add_argument("--since", help="YYYY-MM-DD or date-time")
     ls.add_argument("--limit", type=int, default=50)
     ls.set_defaults(handler=list_entries)
@@ -21,9 +21,11 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 async def list_entries(ctx: Context, args: argparse.Namespace) -> int:
     app = await ctx.app()
     since = parse_moment(args.since, app.policy.tz, "since") if args.since else None
-    target = args.target.lower() if args.target else None
-    if target and "@" not in target and ":" not in target and "/" not in target:
-        target = f"{target}@{app.directory.primary_domain}"  # not "maintenance:3" or a log folder
+    target = args.target
+    if target and ":" not in target and "/" not in target:  # an address, not "queue:<ID>" or a log folder
+        target = target.lower()
+        if "@" not in target:
+            target = f"{target}@{app.directory.primary_domain}"
     entries = await app.directory.audit_entries(target=target, since=since, limit=args.limit)
     tz = app.policy.tz
     data = [
