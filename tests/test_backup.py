@@ -8,7 +8,8 @@ folders, UIDVALIDITY, UIDs, flags and bytes for everything that existed
 when the backup started, and the passwords still work. The other tests
 cover the refusals: a damaged or cut backup, a non-empty target, a backup
 inside the data folder, serving a half-restored folder; and the outbound
-queue rule (rows of messages finished during the backup are left out).
+queue: a message waiting to leave is restored with its state and bytes, and
+rows of messages finished during the backup are left out.
 """
 
 from __future__ import annotations
@@ -55,6 +56,21 @@ def send(server: ServerProcess, rcpt: str, subject: str, body: str = "nội dung
         c.sendmail("nguoigui@example.org", [rcpt],
                    f"From: nguoigui@example.org\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
                    f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n".encode())
+
+
+def submit_outside(server: ServerProcess, sender: str, rcpt: str, subject: str) -> str:
+    """Staff mail to another organisation (587, STARTTLS, AUTH): it waits in the outbound queue (the test
+    DNS server on port 9 never answers, so every attempt is deferred); returns its queue id."""
+    with smtplib.SMTP(*server.address("submission"), timeout=60) as c:
+        c.starttls(context=unverified())
+        c.login(sender, PASSWORD)
+        assert c.mail(sender)[0] == 250 and c.rcpt(rcpt)[0] == 250
+        code, reply = c.data(f"From: {sender}\r\nTo: {rcpt}\r\nSubject: {subject}\r\n"
+                             "Content-Type: text/plain; charset=utf-8\r\n\r\nĐang chờ gửi đi.\r\n".encode())
+    m = re.search(rb"queued as ([A-Za-z0-9]+)", reply)
+    assert code == 250, reply
+    assert m, reply
+    return m.group(1).decode()
 
 
 def imap(server: ServerProcess, address: str):
@@ -107,6 +123,9 @@ def test_backup_of_a_live_server_restores_the_same_mail(tmp_path: Path, clamd_da
         sent = b"From: lan@phuyen.gov.vn\r\nTo: x@example.org\r\nSubject: Da gui\r\n\r\nok\r\n"
         c.append("Sent", r"(\Seen)", None, sent)
         c.logout()
+        # accepted mail not yet delivered: the outbound queue is part of the backup
+        queued = submit_outside(server, lan, "doi.tac@example.org", "Gửi ra ngoài tỉnh")
+        waiting = json.loads(cli(live, "--json", "queue", "show", queued, "--message", check=True).stdout)
         before = {a: mailbox_state(server, a) for a in (lan, minh)}
 
         # mail keeps arriving while the backup runs
@@ -171,6 +190,11 @@ def test_backup_of_a_live_server_restores_the_same_mail(tmp_path: Path, clamd_da
         send(server2, lan, "Sau khi khôi phục")
         newest = mailbox_state(server2, lan)["INBOX"]["messages"]
         assert max(newest) > max(inbox)
+        # the queued message is still waiting, with its envelope, recipient state and exact bytes
+        again = json.loads(cli(other, "--json", "queue", "show", queued, "--message", check=True).stdout)
+        assert again["message"] == waiting["message"] and "Subject: Gửi ra ngoài tỉnh" in again["message"]
+        assert again["sender"] == lan and [r["rcpt"] for r in again["recipients"]] == ["doi.tac@example.org"]
+        assert again["recipients"][0]["state"] == "pending"
     finally:
         assert server2.stop() == 0
 
