@@ -66,6 +66,13 @@ def test_first_start_configuration_from_the_environment(tmp_path: Path):
     assert s.hostname == "mail.tuyhoa.phuyen.gov.vn"
     assert s.domains == ["phuyen.gov.vn", "tuyhoa.phuyen.gov.vn"]
     assert (s.clamd.host, s.clamd.port, s.clamd.socket) == ("clamav", 3310, None)
+    assert (s.spamd.host, s.spamd.port) == ("127.0.0.1", 783)  # MAILSERVER_SPAMD not given: the template's
+
+    for value, expected in (("spamd:783", ("spamd", 783, None)), ("none", (None, None, None)),
+                            ("/run/spamd/spamd.sock", (None, None, Path("/run/spamd/spamd.sock")))):
+        (tmp_path / "mailserver.yaml").write_text(fc.configure(template, {"MAILSERVER_SPAMD": value}))
+        spamd = load(tmp_path / "mailserver.yaml").settings.spamd
+        assert (spamd.host, spamd.port, spamd.socket) == expected, value
 
     socket = fc.configure(template, {"MAILSERVER_CLAMD": "/run/clamav/other.ctl"})
     (tmp_path / "mailserver.yaml").write_text(socket)
@@ -74,6 +81,8 @@ def test_first_start_configuration_from_the_environment(tmp_path: Path):
 
     with pytest.raises(SystemExit, match="neither /a/socket nor host:port"):
         fc.configure(template, {"MAILSERVER_CLAMD": "clamav"})
+    with pytest.raises(SystemExit, match="MAILSERVER_SPAMD='spamd' is neither"):
+        fc.configure(template, {"MAILSERVER_SPAMD": "spamd"})
     with pytest.raises(SystemExit, match="no hostname"):
         fc.configure("domains:\n  - x.vn\n", {"MAILSERVER_HOSTNAME": "a.b"})
 
@@ -111,6 +120,7 @@ def test_compose_file_matches_the_image_and_the_configuration(tmp_path: Path):
     (tmp_path / "policy.yaml").write_text((ROOT / "config" / "policy.yaml").read_text())
     settings = load(tmp_path / "mailserver.yaml").settings
     assert settings.clamd.host in services and settings.clamd.port == 3310
+    assert settings.spamd.host is None  # spamd is optional (profile "spam"): off unless MAILSERVER_SPAMD names it
     assert settings.hostname == server["hostname"]
 
     grace = int(str(server["stop_grace_period"]).rstrip("s"))

@@ -8,6 +8,9 @@ variables, so that `compose.yaml` or a `podman run -e` line sets them once
     MAILSERVER_HOSTNAME   the mail host name (greetings, certificate, autoconfig)
     MAILSERVER_DOMAINS    mail domains, comma separated, the primary first
     MAILSERVER_CLAMD      clamd: a unix socket path, or host:port (compose: clamav:3310)
+    MAILSERVER_SPAMD      spamd: a unix socket path, host:port (compose: spamd:783), or `none`;
+                          unset means none here: the template's 127.0.0.1:783 is the
+                          container itself, where no spamd runs
 
 The templates keep every comment; only the lines named below change, and
 if a template no longer has them this fails loudly rather than writing a
@@ -44,16 +47,24 @@ def configure(template: str, env: dict[str, str]) -> str:
         block = "domains:\n" + "".join(f"  - {d}\n" for d in domains)
         text = _replace(text, r"^domains:\n(?:  - .*\n)+", block, "domains list")
     if env.get("MAILSERVER_CLAMD"):
-        value = env["MAILSERVER_CLAMD"].strip()
-        if value.startswith("/"):
-            line = f"  socket: {value}"
-        else:
-            host, _, port = value.rpartition(":")
-            if not host or not port.isdigit():
-                raise SystemExit(f"first-config: MAILSERVER_CLAMD={value!r} is neither /a/socket nor host:port")
-            line = f"  host: {host}\n  port: {port}"  # host and port replace the socket
+        line = _address("MAILSERVER_CLAMD", env["MAILSERVER_CLAMD"])  # host and port replace the socket
         text = _replace(text, r"^  socket: /run/clamav/clamd\.ctl$", line, "clamd socket line")
+    if env.get("MAILSERVER_SPAMD"):
+        value = env["MAILSERVER_SPAMD"].strip()
+        lines = "  host: null\n  port: null" if value.lower() == "none" else _address("MAILSERVER_SPAMD", value)
+        text = _replace(text, r"^  host: 127\.0\.0\.1\n  port: 783$", lines, "spamd host and port lines")
     return text
+
+
+def _address(name: str, value: str) -> str:
+    """`/a/socket` or `host:port` as the lines of a clamd:/spamd: section."""
+    value = value.strip()
+    if value.startswith("/"):
+        return f"  socket: {value}"
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"first-config: {name}={value!r} is neither /a/socket nor host:port")
+    return f"  host: {host}\n  port: {port}"
 
 
 def main(target_dir: str) -> int:
@@ -61,7 +72,12 @@ def main(target_dir: str) -> int:
     for name in FILES:
         text = (TEMPLATES / name).read_text(encoding="utf-8")
         if name == "mailserver.yaml":
-            text = configure(text, dict(os.environ))
+            env = dict(os.environ)
+            if not env.get("MAILSERVER_SPAMD"):
+                env["MAILSERVER_SPAMD"] = "none"
+                print("first start: no spamd (MAILSERVER_SPAMD not set): mail is not scored for spam; set "
+                      "spamd: in mailserver.yaml and restart to turn it on (docs/operations.md)")
+            text = configure(text, env)
         path = target / name
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o640)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
