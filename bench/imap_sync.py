@@ -155,6 +155,32 @@ async def populate(cfg: Path, messages: int, big: int, idle_accounts: int) -> di
     return out
 
 
+async def store_share(cfg: Path, data: dict[str, Any], runs: int) -> dict[str, float]:
+    """The store calls behind the slow rows, timed in-process on the same data: where the time goes."""
+    app = await App.open(loaded=load(cfg))
+    out: dict[str, list[float]] = {"snapshot": [], "metadata": [], "big_snapshot": []}
+    try:
+        session = await app.store.session(await app.directory.get_account(data["sync"][0]))
+        for _ in range(runs):
+            t = time.perf_counter()
+            snap = await session.snapshot("INBOX")
+            out["snapshot"].append(time.perf_counter() - t)
+            uids = [m[0] for m in snap.messages]
+            t = time.perf_counter()
+            for k in range(0, len(uids), 1000):
+                await session.metadata("INBOX", uids[k : k + 1000])
+            out["metadata"].append(time.perf_counter() - t)
+        if "big" in data:
+            big = await app.store.session(await app.directory.get_account(data["big"]))
+            for _ in range(runs):
+                t = time.perf_counter()
+                await big.snapshot("Lưu trữ")
+                out["big_snapshot"].append(time.perf_counter() - t)
+    finally:
+        await app.close()
+    return {k: statistics.median(v) for k, v in out.items() if v}
+
+
 async def maildirs(cfg: Path, data: dict[str, Any]) -> dict[str, Path]:
     """Where the store keeps each benchmark account's Maildir (for the Dovecot baseline)."""
     app = await App.open(loaded=load(cfg))
@@ -296,41 +322,41 @@ def timed(fn: Any) -> float:
     return elapsed
 
 
-def measure(client: Any, data: dict[str, Any], runs: int) -> dict[str, float]:
-    """Medians (seconds) of each operation; one warm-up round first, as a client that syncs daily."""
+def one_round(client: Any, data: dict[str, Any]) -> dict[str, float]:
+    """Each operation once, on fresh connections (seconds)."""
     addr, big_uid = data["sync"]
-    res: dict[str, list[float]] = {k: [] for k in ("noop", "login", "select", "first", "search", "body")}
-    for run in range(runs + 1):
-        c = client()
-        samples = {
-            "login": timed(lambda c=c: c.login(addr, PASSWORD)),
-            "noop": timed(c.noop),
-            "select": timed(lambda c=c: c.select("INBOX")),
-            "first": timed(lambda c=c: c.uid("FETCH", "1:*", FIRST_SYNC)),
-        }
-        c.literal = "công văn".encode()
-        samples["search"] = timed(lambda c=c: c.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT"))
-        samples["body"] = timed(lambda c=c: c.uid("FETCH", str(big_uid), "(BODY.PEEK[])"))
-        c.logout()
-        if run:
-            for k, v in samples.items():
-                res[k].append(v)
-    out = {k: statistics.median(v) for k, v in res.items()}
+    c = client()
+    out = {
+        "login": timed(lambda: c.login(addr, PASSWORD)),
+        "noop": timed(c.noop),
+        "select": timed(lambda: c.select("INBOX")),
+        "first": timed(lambda: c.uid("FETCH", "1:*", FIRST_SYNC)),
+    }
+    c.literal = "công văn".encode()
+    out["search"] = timed(lambda: c.uid("SEARCH", "CHARSET", "UTF-8", "SUBJECT"))
+    out["body"] = timed(lambda: c.uid("FETCH", str(big_uid), "(BODY.PEEK[])"))
+    c.logout()
     if "big" in data:
-        sel, flag = [], []
-        for run in range(runs + 1):
-            c = client()
-            c.login(data["big"], PASSWORD)
-            t = timed(lambda c=c: c._simple_command("SELECT", '"L&AbA-u tr&Hu8-"'))
-            c.state = "SELECTED"
-            uid = str(random.randint(1, data["big_n"]))
-            f = timed(lambda c=c, uid=uid: c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Flagged)"))
-            c.logout()
-            if run:
-                sel.append(t)
-                flag.append(f)
-        out["big_select"], out["big_flag"] = statistics.median(sel), statistics.median(flag)
+        c = client()
+        c.login(data["big"], PASSWORD)
+        out["big_select"] = timed(lambda: c._simple_command("SELECT", '"L&AbA-u tr&Hu8-"'))
+        c.state = "SELECTED"
+        uid = str(random.randint(1, data["big_n"]))
+        out["big_flag"] = timed(lambda: c.uid("STORE", uid, "+FLAGS.SILENT", "(\\Flagged)"))
+        c.logout()
     return out
+
+
+def measure(clients: dict[str, Any], data: dict[str, Any], runs: int) -> dict[str, dict[str, float]]:
+    """Medians per server. The servers take turns round by round, so both see the same load on
+    this shared machine; the first round of each is a warm-up (caches, as a client that syncs daily)."""
+    samples: dict[str, dict[str, list[float]]] = {name: {} for name in clients}
+    for run in range(runs + 1):
+        for name, client in clients.items():
+            for key, value in one_round(client, data).items():
+                if run:
+                    samples[name].setdefault(key, []).append(value)
+    return {name: {k: statistics.median(v) for k, v in rows.items()} for name, rows in samples.items()}
 
 
 ROWS = [
@@ -347,7 +373,7 @@ ROWS = [
 
 def report(data: dict[str, Any], runs: int, ours: dict[str, float], dovecot: dict[str, float] | None) -> None:
     print(f"\n{data['messages']:,}-message INBOX and {data['big_n']:,}-message folder; imaplib over TLS, "
-          f"median of {runs} after one warm-up")
+          f"median of {runs} rounds after one warm-up, the servers taking turns")
     head = f"  {'':32}{'this server':>12}"
     if dovecot:
         head += f"{'Dovecot 2.3':>14}{'ratio':>8}"
@@ -397,6 +423,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--no-dovecot", dest="dovecot", action="store_false",
                     help="skip the Dovecot baseline (Debian dovecot-imapd on the same files)")
+    ap.add_argument("--idle-only", action="store_true", help="only the IDLE memory measurement")
     ap.add_argument("--keep", type=Path, help="build the data here once and reuse it on later runs")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="imap-bench-") as tmp:
@@ -416,20 +443,36 @@ def main() -> None:
             print(f"set-up: {args.messages:,} + {args.big:,} messages in {time.perf_counter() - t:.0f} s")
             if args.keep:
                 saved.write_text(json.dumps(data))
-        server = Server(cfg)
-        try:
-            ours = measure(server.client, data, args.runs)
-            idle = idle_memory(server, data["idle"], args.idle) if args.idle else None
-        finally:
-            server.stop()
+        ours: dict[str, float] = {}
         dovecot = None
-        if args.dovecot and Path("/usr/sbin/dovecot").exists():
-            baseline = Dovecot(base, cfg, asyncio.run(maildirs(cfg, data)))
+        if not args.idle_only:
+            server = Server(cfg)
+            baseline = None
+            if args.dovecot and Path("/usr/sbin/dovecot").exists():
+                baseline = Dovecot(base, cfg, asyncio.run(maildirs(cfg, data)))
+            clients = {"ours": server.client, **({"dovecot": baseline.client} if baseline else {})}
             try:
-                dovecot = measure(baseline.client, data, args.runs)
+                medians = measure(clients, data, args.runs)
             finally:
-                baseline.stop()
-        report(data, args.runs, ours, dovecot)
+                server.stop()
+                if baseline is not None:
+                    baseline.stop()
+            ours, dovecot = medians["ours"], medians.get("dovecot")
+        idle = None
+        if args.idle:
+            server = Server(cfg)  # a fresh process: what 1,000 idle users cost, not what the runs above left
+            try:
+                idle = idle_memory(server, data["idle"], args.idle)
+            finally:
+                server.stop()
+        if ours:
+            report(data, args.runs, ours, dovecot)
+            share = asyncio.run(store_share(cfg, data, args.runs))
+            print("  of which the store's own calls (in-process, same data):")
+            print(f"    snapshot(INBOX)                {share['snapshot'] * 1000:9.1f} ms   (in SELECT)")
+            print(f"    metadata(all, 1,000 at a time) {share['metadata'] * 1000:9.1f} ms   (in first-sync fetch)")
+            if "big_snapshot" in share:
+                print(f"    snapshot(big folder)           {share['big_snapshot'] * 1000:9.1f} ms   (in SELECT, big)")
         if idle:
             print(idle)
 

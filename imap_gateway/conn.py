@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -217,6 +218,22 @@ class Connection(asyncio.Protocol):
         self.buf.clear()
         self.transport = await tls.start_tls(self.transport, self, ctx)
 
+    def quick_ack(self) -> None:
+        """Acknowledge the client's next segment at once (Linux TCP_QUICKACK).
+
+        After our "+" a client such as imaplib writes the literal and its
+        final CRLF separately; Nagle's algorithm holds the CRLF until the
+        literal is acknowledged, and Linux delays that acknowledgement up to
+        40 ms. Every synchronising literal (a Vietnamese SEARCH, an APPEND)
+        cost those 40 ms before this.
+        """
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        if sock is not None and hasattr(socket, "TCP_QUICKACK"):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+            except OSError:
+                pass
+
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
@@ -285,6 +302,7 @@ async def read_command(
             raise Rejected(refusal)
         if sync:
             conn.write(b"+ Ready for literal data\r\n")
+            conn.quick_ack()
         parts.append(line if line.endswith(b"\r\n") else line[:-1] + b"\r\n")
         parts.append(await conn.readexactly(size))
         total += len(line) + size

@@ -41,7 +41,7 @@ async def copy_or_move(s: Session, p: Parser, uid: bool, move: bool) -> Ok:
     verb = "MOVE" if move else "COPY"
     if move and sel.readonly:
         raise No("READ-ONLY", "the folder is open read-only (EXAMINE)")
-    uids = [sel.uids[i] for i in sel.indexes(seqset, uid) if sel.uids[i] not in sel.pending_expunge]
+    uids = [sel.uids[i] for i in sel.live(seqset, uid)]
     if not uids:
         return Ok(f"{verb} completed (no messages)")
     try:

@@ -44,13 +44,32 @@ MONTHS = (b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep"
 RFC822_SECTIONS = {"RFC822": Section(), "RFC822.HEADER": Section((), "HEADER"), "RFC822.TEXT": Section((), "TEXT")}
 
 
-def internal_date(when: datetime, tz: tzinfo = UTC) -> bytes:
-    """RFC 3501 date-time in the province's time zone: "28-Nov-2026 10:00:00 +0700"."""
-    off = int((tz.utcoffset(when) or timedelta(0)).total_seconds())
-    t = time.gmtime(int(when.timestamp()) + off)
-    sign, m = (b"-", -off // 60) if off < 0 else (b"+", off // 60)
-    return b'"%02d-%s-%04d %02d:%02d:%02d %s%02d%02d"' % (
-        t.tm_mday, MONTHS[t.tm_mon - 1], t.tm_year, t.tm_hour, t.tm_min, t.tm_sec, sign, m // 60, m % 60)
+class DateFormatter:
+    """RFC 3501 date-time in the province's time zone: "28-Nov-2026 10:00:00 +0700".
+
+    One per FETCH: the zone's offset is looked up once per quarter hour of arrival
+    times and the date part once per day, since a first sync formats
+    thousands of dates that share both.
+    """
+
+    def __init__(self, tz: tzinfo = UTC) -> None:
+        self.tz = tz
+        self._offsets: dict[int, tuple[int, bytes]] = {}
+        self._days: dict[int, bytes] = {}
+
+    def __call__(self, when: datetime) -> bytes:
+        ts = int(when.timestamp())
+        zone = self._offsets.get(ts // 900)  # offsets change on quarter hours (DST, :30 and :45 zones)
+        if zone is None:
+            off = int((datetime.fromtimestamp(ts, self.tz).utcoffset() or timedelta(0)).total_seconds())
+            sign, m = (b"-", -off // 60) if off < 0 else (b"+", off // 60)
+            zone = self._offsets[ts // 900] = (off, b"%s%02d%02d" % (sign, m // 60, m % 60))
+        day, sec = divmod(ts + zone[0], 86400)
+        prefix = self._days.get(day)
+        if prefix is None:
+            t = time.gmtime(day * 86400)
+            prefix = self._days[day] = b'"%02d-%s-%04d ' % (t.tm_mday, MONTHS[t.tm_mon - 1], t.tm_year)
+        return b'%s%02d:%02d:%02d %s"' % (prefix, sec // 3600, sec // 60 % 60, sec % 60, zone[1])
 
 
 @uid_pair("FETCH", SELECTED, expunge_ok=False)
@@ -86,17 +105,17 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> str:
         atts.insert(0, FetchAtt("UID"))  # RFC 3501 §6.4.8: UID FETCH always returns UIDs
     sel = s.selected
     assert sel is not None
-    idxs = [i for i in sel.indexes(seqset, uid) if sel.uids[i] not in sel.pending_expunge]
+    idxs = sel.live(seqset, uid)
     if vanished:
         await _report_vanished(s, sel, seqset, changedsince or 0)
     if changedsince is not None:
-        idxs = [i for i in idxs if sel.modseqs[i] > changedsince]
+        idxs = [i for i in idxs if sel.msgs[i][2] > changedsince]
     if not idxs:
         return "FETCH completed"
     # \Seen is set before the data is sent, and the new FLAGS go in the same response (RFC 3501 §6.4.5).
     seen_changed: set[int] = set()
     if not sel.readonly and any(a.sets_seen for a in atts):
-        unseen = [sel.uids[i] for i in idxs if "\\Seen" not in sel.flags[i]]
+        unseen = [sel.msgs[i][0] for i in idxs if "\\Seen" not in sel.msgs[i][1]]
         if unseen:
             changed, _ = await s.mbox.store_flags(sel.folder, unseen, ["\\Seen"], mode="add")
             seen_changed = set(sel.update(changed))
@@ -112,7 +131,7 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> str:
                 # The index works on its own thread: let it read the next batch while we format this one.
                 pending = _metadata(s, sel, batches[n + 1]) if n + 1 < len(batches) else None
             for i in batch:
-                meta = metas.get(sel.uids[i])
+                meta = metas.get(sel.msgs[i][0])
                 if needs_meta and meta is None:
                     continue  # expunged meanwhile by another session: nothing to show (RFC 2180 §4.1.1)
                 items = []
@@ -131,7 +150,8 @@ async def cmd_fetch(s: Session, tag: str, p: Parser, uid: bool) -> str:
 
 
 def _metadata(s: Session, sel: Selected, batch: list[int]) -> asyncio.Task[Any]:
-    return asyncio.ensure_future(s.mbox.metadata(sel.folder, [sel.uids[i] for i in batch]))
+    msgs = sel.msgs
+    return asyncio.ensure_future(s.mbox.metadata(sel.folder, [msgs[i][0] for i in batch]))
 
 
 async def _report_vanished(s: Session, sel: Selected, seqset: Any, changedsince: int) -> None:
@@ -153,16 +173,16 @@ def _renderer(s: Session, sel: Selected, a: FetchAtt) -> Render:
     """
     name = a.name
     if name == "UID":
-        return lambda i, meta: b"UID %d" % sel.uids[i]
+        return lambda i, meta: b"UID %d" % sel.msgs[i][0]
     if name == "FLAGS":
         return lambda i, meta: b"FLAGS " + wire.flag_list(sel.flags_of(i))
     if name == "MODSEQ":
-        return lambda i, meta: b"MODSEQ (%d)" % sel.modseqs[i]
+        return lambda i, meta: b"MODSEQ (%d)" % sel.msgs[i][2]
     if name == "RFC822.SIZE":
         return lambda i, meta: b"RFC822.SIZE %d" % meta.size
     if name == "INTERNALDATE":
-        tz = s.server.timezone
-        return lambda i, meta: b"INTERNALDATE " + internal_date(meta.internal_date, tz)
+        fmt = DateFormatter(s.server.timezone)
+        return lambda i, meta: b"INTERNALDATE " + fmt(meta.internal_date)
     if name == "ENVELOPE":
         return lambda i, meta: b"ENVELOPE " + structure.envelope(meta.envelope, s.utf8)
     if name == "BODYSTRUCTURE":

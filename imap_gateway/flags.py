@@ -47,7 +47,7 @@ async def cmd_store(s: Session, tag: str, p: Parser, uid: bool) -> Ok:
     assert sel is not None
     if sel.readonly:
         raise No("READ-ONLY", "the folder is open read-only (EXAMINE)")
-    idxs = [i for i in sel.indexes(seqset, uid) if sel.uids[i] not in sel.pending_expunge]
+    idxs = sel.live(seqset, uid)
     if not idxs:
         return Ok("STORE completed")
     uids = [sel.uids[i] for i in idxs]

@@ -90,7 +90,7 @@ async def _select(s: Session, p: Parser, readonly: bool) -> Ok:
         s.untagged(f"OK [PERMANENTFLAGS {_flags_list(perm)}] flags permitted")
     s.untagged(f"{len(sel)} EXISTS")
     s.untagged(f"{len(sel.recent)} RECENT")
-    first_unseen = next((i for i, f in enumerate(sel.flags) if "\\Seen" not in f), None)
+    first_unseen = next((i for i, m in enumerate(sel.msgs) if "\\Seen" not in m[1]), None)
     if first_unseen is not None:
         s.untagged(f"OK [UNSEEN {first_unseen + 1}] first unseen message")
     s.untagged(f"OK [UIDVALIDITY {sel.uidvalidity}] UIDs valid")

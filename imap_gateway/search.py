@@ -67,7 +67,7 @@ async def cmd_search(s: Session, tag: str, p: Parser, uid: bool) -> str:
     if uses_modseq:
         s.enabled.add("CONDSTORE")
     ctx = _Context(s, sel)
-    everything = [i for i in range(len(sel)) if sel.uids[i] not in sel.pending_expunge]
+    everything = sel.live(None)
     found = sorted(await ctx.eval(program, set(everything)))
     numbers = [sel.uids[i] if uid else i + 1 for i in found]
     modseq = max((sel.modseqs[i] for i in found), default=0) if uses_modseq else None
@@ -126,6 +126,7 @@ class _Context:
         if not cand:
             return cand
         sel = self.sel
+        msgs = sel.msgs
         op = key.op
         if op == "AND":
             for child in sorted(key.children, key=_cost):
@@ -142,22 +143,22 @@ class _Context:
             return cand
         if op in FLAG_KEYS:
             flag, present = FLAG_KEYS[op]
-            return {i for i in cand if (flag in sel.flags[i]) == present}
+            return {i for i in cand if (flag in msgs[i][1]) == present}
         if op in ("KEYWORD", "UNKEYWORD"):
             word = str(key.arg).lower()
             present = op == "KEYWORD"
-            return {i for i in cand if any(f.lower() == word for f in sel.flags[i]) == present}
+            return {i for i in cand if any(f.lower() == word for f in msgs[i][1]) == present}
         if op == "RECENT":
-            return {i for i in cand if sel.uids[i] in sel.recent}
+            return {i for i in cand if msgs[i][0] in sel.recent}
         if op == "OLD":
-            return {i for i in cand if sel.uids[i] not in sel.recent}
+            return {i for i in cand if msgs[i][0] not in sel.recent}
         if op == "NEW":
-            return {i for i in cand if sel.uids[i] in sel.recent and "\\Seen" not in sel.flags[i]}
+            return {i for i in cand if msgs[i][0] in sel.recent and "\\Seen" not in msgs[i][1]}
         if op in ("SEQ", "UID"):
             assert isinstance(key.arg, SeqSet)
             return cand & set(self._numbers(key.arg, uid=op == "UID"))
         if op == "MODSEQ":
-            return {i for i in cand if sel.modseqs[i] >= int(key.arg)}  # type: ignore[call-overload]
+            return {i for i in cand if msgs[i][2] >= int(key.arg)}  # type: ignore[call-overload]
         if op in META_KEYS:
             return await self._meta_filter(op, key.arg, cand)
         if op in TEXT_WHERE:

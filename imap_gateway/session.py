@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from imap_gateway import capability, texts
 from imap_gateway.commands import COMMANDS, LITERAL_CHECKS, State
-from imap_gateway.conn import Closed, Connection, Rejected, read_command
+from imap_gateway.conn import MAX_LINE, Closed, Connection, Rejected, read_command
 from imap_gateway.parse import ParseError, Parser
 from imap_gateway.responses import REPLIED, No, Ok, line, refusal
 from policy.errors import MailserverError
@@ -114,14 +114,15 @@ class Session:
                             self.conn,
                             append_limit=self.server.append_limit if self.state != State.not_authenticated else 0,
                             check_literal=self.check_literal,
-                            max_command=PREAUTH_MAX_COMMAND if self.state == State.not_authenticated else 64 * 1024,
+                            max_command=PREAUTH_MAX_COMMAND if self.state == State.not_authenticated else MAX_LINE,
                         )
                 except TimeoutError:
                     self.untagged(f"BYE {texts.IDLE_TIMEOUT}")
                     break
                 except Rejected as r:
                     self.send(r.response)
-                    if r.fatal or self._count_bad(r.response):
+                    self._counted(bad=b" BAD " in r.response[:64])
+                    if r.fatal:
                         break
                     continue
                 await self.execute(raw)
@@ -132,16 +133,12 @@ class Session:
             self.flush()
             await self.close()
 
-    def _count_bad(self, response: bytes) -> bool:
-        """True when the client has sent too many bad commands in a row (it then gets BYE)."""
-        if b" BAD " not in response[:64]:
-            self.bad_in_a_row = 0
-            return False
-        self.bad_in_a_row += 1
+    def _counted(self, bad: bool) -> None:
+        """Too many bad commands in a row: not an IMAP client (or a broken one); it gets BYE."""
+        self.bad_in_a_row = self.bad_in_a_row + 1 if bad else 0
         if self.bad_in_a_row >= MAX_BAD_IN_A_ROW:
             self.untagged(f"BYE {texts.TOO_MANY_BAD}")
-            return True
-        return False
+            self.state = State.logout
 
     async def execute(self, raw: bytes) -> None:
         p = Parser(raw, utf8=self.utf8)
@@ -193,10 +190,7 @@ class Session:
 
     def _reply(self, tag: str, status: str, text: str, code: str | None = None) -> None:
         self.send(line(tag, status, text, code))
-        self.bad_in_a_row = self.bad_in_a_row + 1 if status == "BAD" else 0
-        if self.bad_in_a_row >= MAX_BAD_IN_A_ROW:
-            self.untagged(f"BYE {texts.TOO_MANY_BAD}")
-            self.state = State.logout
+        self._counted(bad=status == "BAD")
 
     # ------------------------------------------------------------ hooks for other modules
 
@@ -207,7 +201,12 @@ class Session:
         return None if check is None else await check(self, first_line, size)
 
     async def sync_updates(self, expunge_ok: bool) -> None:
-        """Untagged EXISTS/EXPUNGE/FETCH for changes other sessions made (see selected.py)."""
+        """Untagged EXISTS/EXPUNGE/FETCH for changes other sessions made (see selected.py).
+
+        A failure here must not cost the client the reply to a command that
+        succeeded: it is logged and the folder stays marked, so the next
+        command tries again.
+        """
         sel = self.selected
         if sel is None:
             return
@@ -215,10 +214,17 @@ class Session:
             await sel.sync(self, expunge_ok)
         except MailserverError as e:
             if getattr(e, "field", None) != "folder":
-                raise
+                log.warning("IMAP update of %s failed: %s", sel.folder, e)
+                sel.dirty = True
+                return
             # Another session deleted the folder we have selected: nothing valid is left to show.
             self.untagged("BYE " + texts.both("the selected folder was deleted", "thư mục đang mở đã bị xóa"))
             self.state = State.logout
+        except (Closed, ConnectionError):
+            raise
+        except Exception:
+            log.exception("IMAP update of %s failed", sel.folder)
+            sel.dirty = True
 
     def on_store_event(self, event: Any) -> None:
         """The store's doorbell (called for every change in this account): mark, and wake IDLE."""

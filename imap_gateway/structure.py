@@ -172,9 +172,10 @@ def _mailbox(tokens: list[tuple[str, str]]) -> Address | None:
             adl = "".join(v for _, v in inner[:colon]) or None
             inner = inner[colon + 1 :]
         mailbox, host = _addr_spec(inner)
-        return Address(name, adl, mailbox, host)
+        return Address(name, adl, mailbox, host) if mailbox or host else None
     mailbox, host = _addr_spec(tokens)
-    return Address(None, None, mailbox, host)
+    # Nothing usable (a stray quote, "<>"): no address, rather than one that reads as a group end.
+    return Address(None, None, mailbox, host) if mailbox or host else None
 
 
 def _addr_spec(tokens: list[tuple[str, str]]) -> tuple[str | None, str | None]:
@@ -310,11 +311,10 @@ def find_part(root: Any, path: tuple[int, ...]) -> Any:
 
 @dataclass(frozen=True)
 class Span:
-    """Where section data comes from: a byte range of the file, or bytes already at hand."""
+    """Where section data comes from: a byte range of the message file."""
 
     start: int = 0
     end: int = 0
-    data: bytes | None = None
     header_fields: tuple[str, ...] = ()  # filter this header range to these fields
     exclude: bool = False  # HEADER.FIELDS.NOT
 

@@ -1,17 +1,23 @@
-"""TLS with a small per-connection buffer, for implicit TLS (993) and STARTTLS (143).
+"""TLS without a receive buffer per connection, for implicit TLS (993) and STARTTLS (143).
 
 Python 3.11's asyncio TLS (`asyncio.sslproto.SSLProtocol`) allocates a
 256 KiB receive buffer for every connection when it is created and keeps it
 for the connection's life. Thunderbird and Outlook keep several IMAP
 connections open all day, mostly idle, so 1,000 users cost ~300 MB in
-buffers alone. A TLS record carries at most 16 KiB of plaintext (RFC 8446
-§5.1) and the kernel already buffers the socket, so 16 KiB plus a record's
-overhead loses nothing: a 20 MB APPEND simply arrives in more reads.
+buffers alone.
 
-We keep asyncio's tested TLS state machine and only lower `max_size`, the
-class attribute both the up-front allocation and every decrypting read use.
-`sslproto` is not a public module, so `tests/test_imap_tls.py` checks that the
-attribute still governs the allocation on the running Python.
+That buffer only carries ciphertext from `recv_into` to the TLS object's
+memory BIO: the event loop calls `get_buffer`, `recv_into` and
+`buffer_updated` one after another in one callback, and `buffer_updated`
+copies the bytes into the BIO at once. Nothing else can run in between, so
+every connection of the process can use the same buffer. We keep asyncio's
+tested TLS state machine and only hand it that shared buffer.
+`max_size` stays one TLS record (16 KiB of plaintext, RFC 8446 §5.1, plus
+overhead): it is also the size of each decrypted chunk passed up.
+
+`sslproto` is not a public module, so `tests/test_imap_tls.py` checks on the
+running Python that the buffer is shared and that concurrent large
+transfers arrive intact.
 """
 
 from __future__ import annotations
@@ -26,10 +32,23 @@ BUFFER_SIZE = 16 * 1024 + 512
 HANDSHAKE_TIMEOUT = 30.0
 
 
+SHARED_BUFFER_SIZE = 256 * 1024  # one for the whole process: large reads for large uploads
+_SHARED = memoryview(bytearray(SHARED_BUFFER_SIZE))
+
+
 class SmallBufferSSLProtocol(sslproto.SSLProtocol):
-    """asyncio's SSLProtocol with a 16.5 KiB instead of a 256 KiB receive buffer."""
+    """asyncio's SSLProtocol reading ciphertext into one process-wide buffer."""
 
     max_size = BUFFER_SIZE
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        # The 16.5 KiB bytearray the base class just made is dropped here.
+        self._ssl_buffer = _SHARED.obj
+        self._ssl_buffer_view = _SHARED
+
+    def get_buffer(self, n: int) -> memoryview:
+        return _SHARED
 
 
 def server_context(cert: Path, key: Path) -> ssl.SSLContext:

@@ -15,7 +15,7 @@ import re
 import socket
 import ssl
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -123,6 +123,10 @@ class ServerThread:
             return await app.store.deliver(account, message, folder=folder, flags=flags)
 
         return self.call(put)
+
+    def fill(self, address: str, n: int, subject: str = "Thư số {i}", flags: Iterable[str] = ()) -> list[int]:
+        """Deliver `n` small messages; returns their UIDs."""
+        return [self.deliver(address, message(subject.format(i=i)), flags=frozenset(flags)).uid for i in range(n)]
 
     def usage(self, address: str) -> Any:
         async def get(app: App) -> Any:

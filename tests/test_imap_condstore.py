@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.imap_support import Wire, message
+from tests.imap_support import Wire
 
 
 def modseq_of(lines: list[bytes], code: bytes = b"HIGHESTMODSEQ") -> int:
@@ -17,8 +17,7 @@ def modseq_of(lines: list[bytes], code: bytes = b"HIGHESTMODSEQ") -> int:
 
 @pytest.fixture(autouse=True)
 def mail(imap_server, imap_user):
-    for i in range(5):
-        imap_server.deliver(imap_user, message(f"đồng bộ {i}"))
+    imap_server.fill(imap_user, 5, "đồng bộ {i}")
 
 
 def test_enable(wire):

@@ -6,13 +6,10 @@ import re
 
 import pytest
 
-from tests.imap_support import message
-
 
 @pytest.fixture(autouse=True)
 def mail(imap_server, imap_user, wire):
-    for i in range(4):
-        imap_server.deliver(imap_user, message(f"chuyển {i}"))
+    imap_server.fill(imap_user, 4, "chuyển {i}")
     wire.ok("SELECT INBOX")
 
 

@@ -4,9 +4,14 @@ RFC822.*, BINARY (RFC 3516), \\Seen on reading; byte-exact bodies."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from imap_gateway.fetch import DateFormatter
 from tests.imap_support import message
 
 NESTED = (
@@ -237,3 +242,15 @@ def test_bad_sequence_numbers(imap_server, imap_user, wire):
     assert wire.ok("UID FETCH 5:* FLAGS")[0].startswith(b"* 1 FETCH (UID 1")  # n:* includes the last UID
     assert wire.ok("UID FETCH 7 FLAGS") == [wire.last_tag + b" OK FETCH completed\r\n"]
     assert b"BAD" in wire.cmd("FETCH 1 (FLAGS BOGUS)")[-1]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.datetimes(min_value=datetime(1990, 1, 1), max_value=datetime(2060, 1, 1), timezones=st.just(UTC)),
+       st.sampled_from(["Asia/Ho_Chi_Minh", "America/New_York", "Australia/Adelaide", "Asia/Kathmandu"]))
+def test_internaldate_formatting_matches_the_zone(when, zone):
+    """The cached formatter (offset per quarter hour, date per day) agrees with zoneinfo, DST included."""
+    tz = ZoneInfo(zone)
+    fmt = DateFormatter(tz)
+    when = when.replace(microsecond=0)
+    for moment in (when, when + timedelta(minutes=20), when + timedelta(days=1)):
+        assert fmt(moment) == moment.astimezone(tz).strftime('"%d-%b-%Y %H:%M:%S %z"').encode()

@@ -2,8 +2,9 @@
 raises anything but the parser's own error, and never reads past its input.
 
 Targets: each grammar entry point of `imap_gateway.parse.Parser`, modified
-UTF-7 decoding, and the command framing of `imap_gateway.conn.read_command`
-(literals, line limits) over a real socket pair. The whole server is fuzzed
+UTF-7 decoding, the command framing of `imap_gateway.conn.read_command`
+(literals, line limits) over a real socket pair, and the RFC 5322 address
+and header-field parsers behind ENVELOPE and HEADER.FIELDS. The whole server is fuzzed
 over TCP in `test_imap_protocol.py`.
 """
 
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from imap_gateway import utf7
 from imap_gateway.conn import Closed, Connection, Rejected, read_command
 from imap_gateway.parse import ParseError, Parser
+from imap_gateway.structure import address_list, filter_header, parse_addresses
 
 FIRST_SYNC = b"(FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (FROM TO CC SUBJECT DATE MESSAGE-ID)])"
 CORPUS: dict[str, list[bytes]] = {
@@ -155,3 +157,29 @@ def test_random_input_into_command_framing(chunks):
         assert item.startswith((b"COMMAND ", b"REJECTED "))
         if item.startswith(b"COMMAND "):
             assert len(item) <= 2048 + 1000 + 16
+
+
+ADDRESS_CORPUS = ['"Lê, Văn" <le@example.com>, Nhóm: a@b.vn, "c d" <c@d.vn>;, x@y.vn (chú thích)',
+                  "undisclosed-recipients:;", "<@route,@r2:user@host>", "J. Smith <js@x>", "a@[10.0.0.1]"]
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.sampled_from(ADDRESS_CORPUS).flatmap(
+    lambda base: st.builds(lambda cut, junk: base[:cut] + junk + base[cut:], st.integers(0, len(base)),
+                           st.text(alphabet='<>@,;:."()[]\\ ab', max_size=6)))))
+def test_address_list_parser(text):
+    """ENVELOPE's RFC 5322 address parser: any header value gives a well-formed address list."""
+    addrs = parse_addresses(text)
+    ends = sum(1 for a in addrs if a.mailbox is None and a.host is None)
+    starts = sum(1 for a in addrs if a.host is None and a.mailbox is not None and a.name is None)
+    assert ends <= starts  # every group end closes a group start
+    encoded = address_list(text)
+    assert encoded == b"NIL" or (encoded.startswith(b"((") and encoded.endswith(b"))"))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300), st.lists(st.sampled_from(["subject", "from", "x-a", "to"]), max_size=3),
+       st.booleans())
+def test_header_filter(block, names, exclude):
+    out = filter_header(block, tuple(names), exclude)
+    assert out.endswith(b"\r\n")

@@ -2,16 +2,10 @@
 
 from __future__ import annotations
 
-from tests.imap_support import message
-
-
-def fill(server, user, n=3, flags=()):
-    return [server.deliver(user, message(f"Thư số {i}"), flags=frozenset(flags)).uid for i in range(n)]
-
 
 def test_select_reports_everything_rfc3501_requires(imap_server, imap_user, wire):
-    fill(imap_server, imap_user, 2, flags=("\\Seen",))
-    fill(imap_server, imap_user, 1)
+    imap_server.fill(imap_user, 2, flags=("\\Seen",))
+    imap_server.fill(imap_user, 1)
     lines = wire.ok("SELECT INBOX")
     text = b"".join(lines)
     assert b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft" in text
@@ -25,7 +19,7 @@ def test_select_reports_everything_rfc3501_requires(imap_server, imap_user, wire
 
 
 def test_examine_is_read_only(imap_server, imap_user, wire):
-    fill(imap_server, imap_user, 1)
+    imap_server.fill(imap_user, 1)
     lines = wire.ok("EXAMINE INBOX")
     assert b"* OK [PERMANENTFLAGS ()]" in b"".join(lines)
     assert lines[-1].startswith(wire.last_tag + b" OK [READ-ONLY]")
@@ -42,8 +36,8 @@ def test_select_of_a_missing_folder_leaves_nothing_selected(wire):
 
 
 def test_status_items_come_from_the_index(imap_server, imap_user, wire):
-    fill(imap_server, imap_user, 2)
-    fill(imap_server, imap_user, 1, flags=("\\Seen", "\\Deleted"))
+    imap_server.fill(imap_user, 2)
+    imap_server.fill(imap_user, 1, flags=("\\Seen", "\\Deleted"))
     lines = wire.ok("STATUS INBOX (MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN HIGHESTMODSEQ SIZE DELETED APPENDLIMIT)")
     status = lines[0]
     assert status.startswith(b'* STATUS "INBOX" (MESSAGES 3 RECENT ')
@@ -54,7 +48,7 @@ def test_status_items_come_from_the_index(imap_server, imap_user, wire):
 
 
 def test_expunge_reports_each_removed_message_highest_first(imap_server, imap_user, wire):
-    fill(imap_server, imap_user, 4)
+    imap_server.fill(imap_user, 4)
     wire.ok("SELECT INBOX")
     wire.ok("STORE 2,4 +FLAGS.SILENT (\\Deleted)")
     lines = wire.ok("EXPUNGE")
@@ -66,7 +60,7 @@ def test_expunge_reports_each_removed_message_highest_first(imap_server, imap_us
 
 def test_uid_expunge_removes_only_the_named_messages(imap_server, imap_user, wire):
     """RFC 4315 §2.1: another client's \\Deleted marks survive."""
-    fill(imap_server, imap_user, 3)
+    imap_server.fill(imap_user, 3)
     wire.ok("SELECT INBOX")
     wire.ok("STORE 1:3 +FLAGS.SILENT (\\Deleted)")
     lines = wire.ok("UID EXPUNGE 2")
@@ -76,7 +70,7 @@ def test_uid_expunge_removes_only_the_named_messages(imap_server, imap_user, wir
 
 
 def test_close_expunges_silently_and_unselect_does_not(imap_server, imap_user, wire):
-    fill(imap_server, imap_user, 2)
+    imap_server.fill(imap_user, 2)
     wire.ok("SELECT INBOX")
     wire.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
     assert wire.ok("UNSELECT") == [wire.last_tag + b" OK UNSELECT completed\r\n"]

@@ -68,3 +68,16 @@ def test_both_sessions_expunging(pair):
     assert [ln for ln in b_lines if ln.endswith(b" EXPUNGE\r\n")] == expunges  # b learnt a's flags first
     assert [ln for ln in a_lines if ln.endswith(b" EXPUNGE\r\n")] == expunges  # a: b's expunge, reported now
     assert b"MESSAGES 0" in a.ok("STATUS INBOX (MESSAGES)")[0]
+
+
+def test_deleting_the_folder_another_session_has_selected(imap_server, imap_user):
+    a, b = Wire(imap_server, user=imap_user), Wire(imap_server, user=imap_user)
+    a.ok("CREATE Tmp")
+    a.ok("SELECT Tmp")
+    b.ok("DELETE Tmp")
+    a.n += 1
+    a.send(a.last_tag + b" NOOP\r\n")
+    assert a.line().startswith(b"* BYE")  # Dovecot does the same: the view cannot be kept valid
+    b.ok("NOOP")
+    a.close()
+    b.close()

@@ -7,13 +7,12 @@ import re
 
 import pytest
 
-from tests.imap_support import Wire, message
+from tests.imap_support import Wire
 
 
 @pytest.fixture(autouse=True)
 def mail(imap_server, imap_user, wire):
-    for i in range(3):
-        imap_server.deliver(imap_user, message(f"cờ {i}"))
+    imap_server.fill(imap_user, 3, "cờ {i}")
     wire.ok("SELECT INBOX")
 
 
