@@ -200,6 +200,49 @@ async def test_a_connection_dropped_mid_data_is_retried_and_delivered_once(outbo
     assert len(remote.received) == 1
 
 
+
+@pytest.mark.outbound_config(timeouts={"greeting": 1, "data_end": 1})
+async def test_rfc5321_timeouts_end_a_silent_attempt_and_it_is_retried(outbound_env: OutboundEnv):
+    """A host that never greets and one that never answers the final dot: each wait ends at its
+    `outbound.timeouts` value (RFC 5321 §4.5.3.2.1 and §4.5.3.2.6) with a temporary failure that names it,
+    and the recipient is tried again on the retry schedule (an unanswered end may have arrived: it is sent
+    again, at least once)."""
+    import asyncio
+
+    env = outbound_env
+    mute = await env.sink("mute.test", silent=True)
+    gate = asyncio.Event()
+    slow = await env.sink("slow.test", gate=gate)
+    a = await env.person("Nguyễn Văn An")
+    qid = await env.send(a, ["ai@mute.test", "ban@slow.test"])
+
+    async def both_tried() -> bool:
+        e = await env.entry(qid)
+        return e is not None and e.lease_owner is None and all(r.attempts == 1 for r in e.recipients)
+
+    deadline = asyncio.get_running_loop().time() + 60
+    while not await both_tried():
+        assert asyncio.get_running_loop().time() < deadline, await env.entry(qid)
+        await asyncio.sleep(0.05)
+    e = await env.entry(qid)
+    assert e is not None
+    r = {x.rcpt: x for x in e.recipients}
+    assert r["ai@mute.test"].state == "pending" and r["ai@mute.test"].code == "451 4.4.2"
+    assert "failed during the greeting: timeout" in (r["ai@mute.test"].reply or "") and mute.connections == 1
+    assert r["ban@slow.test"].state == "pending" and r["ban@slow.test"].code == "451 4.4.2"
+    assert "lost after the message was sent" in (r["ban@slow.test"].reply or "")
+    (deferred,) = [d for d in env.log_events(event="deferred") if d["recipients"] == ["ban@slow.test"]]
+    assert "timeout" in deferred["reason"] and deferred["remote_host"].startswith("mx2.slow.test")
+
+    gate.set()  # the remote answers in time from now on
+    env.advance(minutes=5)  # policy outbound.retry_schedule: 5 minutes first
+    e = await env.wait_state(qid, "ban@slow.test", "delivered")
+    assert next(x for x in e.recipients if x.rcpt == "ban@slow.test").attempts == 2
+    (got,) = await slow.wait_received(1)
+    assert got.rcpt_tos == ["ban@slow.test"]
+    e = await env.wait_state(qid, "ai@mute.test", "pending")
+    assert next(x for x in e.recipients if x.rcpt == "ai@mute.test").attempts == 2 and mute.connections == 2
+
 async def test_partial_failure_across_domains_bounces_only_the_failed_one(outbound_env: OutboundEnv):
     env = outbound_env
     good = await env.sink("good.test")
