@@ -37,7 +37,7 @@ from policy.passwords import check_password, generate_temporary
 from policy.retirement import Role
 from policy.units import format_size
 from storage.db import Database
-from storage.hashing import PasswordHasher
+from storage.hashing import PasswordHasher, normalize_imported
 from storage.records import Account, Alias, AuditEntry, Unit, ts
 
 # RFC 2142 role addresses and other names no person or unit may take.
@@ -598,6 +598,41 @@ class Directory:
         if reset_age:
             changes["password_changed_at"] = ts(self.clock())
         return await self._update(account, actor, action, changes, "Đ9, Đ13.3")
+
+    async def import_password_hashes(self, rows: list[tuple[str, str]], *, must_change: bool = False,
+                                     actor: str) -> list[Account]:
+        """Đ8.2.d: hashes brought from the old server ({SSHA512}, {SSHA}, {SHA512-CRYPT}/$6$, {BLF-CRYPT}/bcrypt)
+        so users keep their passwords; `AuthService` replaces each with argon2id at the first login.
+
+        All rows or none (ImportFailed names the row, 1-based). The password age starts now, so the
+        Đ13.3 monthly change is due a month after the migration, not at once.
+        """
+        prepared: list[tuple[Account, str]] = []
+        seen: set[int] = set()
+        for i, (address, stored) in enumerate(rows, 1):
+            try:
+                account = await self.require_account(address)
+                if account.id in seen:
+                    raise Conflict("address", f"{account.address} appears twice")
+                seen.add(account.id)
+                prepared.append((account, normalize_imported(stored)))
+            except (ValidationFailed, NotFound, Conflict) as e:
+                raise ImportFailed(i, e) from e
+        now = ts(self.clock())
+        out = []
+        async with self.db.transaction():
+            for account, pw_hash in prepared:
+                await self.db.execute(
+                    "UPDATE accounts SET password_hash=?, password_changed_at=?, must_change_password=? WHERE id=?",
+                    (pw_hash, now, int(must_change), account.id))
+                after = await self.account_by_id(account.id)
+                assert after
+                await self._audit(actor, "account.import-hash", account.address, account.audit_view(),
+                                  after.audit_view(), "Đ8.2.d, Đ9")
+                out.append(after)
+        for account in out:
+            self._changed(account.id)
+        return out
 
     async def suspend(self, address: str, reason: str, *, actor: str, rule: str = "Đ6.2") -> Account:
         """Đ6.1: login and sending stop; the mailbox still receives."""

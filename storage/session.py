@@ -124,12 +124,8 @@ class MailboxSession:
     async def append(self, folder: str, message: bytes, flags: Iterable[str] = frozenset(),
                      keywords: Iterable[str] = frozenset(), internal_date: datetime | None = None) -> Stored:
         """APPEND: the same durable path as delivery, quota checked; not "receiving" activity."""
-        results = await self.store._deliver([self.account], message, folder, flags, keywords, internal_date,
-                                            False, activity=False)
-        result = results[self.account.id]
-        if isinstance(result, BaseException):
-            raise result
-        return result  # type: ignore[no-any-return]
+        return await self.store.import_message(self.account, message, folder=folder, flags=flags, keywords=keywords,
+                                               internal_date=internal_date)
 
     # ------------------------------------------------------------------ search
 

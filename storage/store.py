@@ -179,9 +179,26 @@ class MailStore:
         (OverQuota ...), so SMTP can accept the others."""
         return await self._deliver(accounts, message, folder, flags, keywords, internal_date, system)
 
+    async def import_message(self, account: Account, message: bytes, *, folder: str = md.INBOX,
+                             flags: Iterable[str] = frozenset(), keywords: Iterable[str] = frozenset(),
+                             internal_date: datetime | None = None, quota_allowance: int = 0) -> Stored:
+        """A message put into a folder by its owner's client (IMAP APPEND) or brought over from an old
+        server (Đ8.2.d migration): the durable path of delivery, flags and internal date kept, not
+        "receiving" activity (Đ6.2.a). The quota check allows `quota_allowance` bytes beyond the quota
+        (a migration's policy `migration.quota_allowance_percent`); OverQuota when even that is not enough."""
+        results = await self._deliver([account], message, folder, flags, keywords, internal_date, False,
+                                      activity=False, quota_extra=quota_allowance)
+        result = results[account.id]
+        if isinstance(result, BaseException):
+            raise result
+        return result  # type: ignore[no-any-return]
+
+    async def _quota_plus(self, account: Account, extra: int) -> int:
+        return await self.quota_of(account) + extra
+
     async def _deliver(self, accounts: Sequence[Account], message: bytes, folder: str, flags: Iterable[str],
                        keywords: Iterable[str], internal_date: datetime | None, system: bool,
-                       *, activity: bool = True) -> dict[int, Any]:
+                       *, activity: bool = True, quota_extra: int = 0) -> dict[int, Any]:
         folder = md.normalize_folder(folder)
         bits, names = split_flags([*flags, *keywords])
         unique = list({a.id: a for a in accounts}.values())
@@ -189,7 +206,7 @@ class MailStore:
             return {}
         data = to_crlf(message)
         when = (internal_date or self.clock()).timestamp()
-        quotas = asyncio.ensure_future(asyncio.gather(*(self.quota_of(a) for a in unique)))
+        quotas = asyncio.ensure_future(asyncio.gather(*(self._quota_plus(a, quota_extra) for a in unique)))
         try:
             with unavailable_on_failure(unique[0]):
                 outcomes = await self._write_and_commit(unique, data, folder, bits, names, when, system, quotas)

@@ -553,3 +553,19 @@ async def test_cancelled_deliveries_never_break_the_others(app):
     assert len(await s.uids("INBOX")) == 20  # ...but the message was stored: SMTP will get it again
     drift = await app.store.recalc(acc)
     assert (drift.drift_bytes, drift.drift_messages) == (0, 0)
+
+
+async def test_a_delivery_in_progress_with_an_old_internal_date_is_not_cleaned_away(app):
+    """APPEND of old mail (Đ8.2.d migration, a client copying an archive) writes its tmp/ file with the
+    internal date as mtime, years ago: the abandoned-file sweep must go by the inode change time."""
+    acc = await person(app)
+    await app.store.deliver(acc, message(token="first"))
+    root = app.store.mailbox_path(acc)
+    inflight = root / "tmp" / "1400000000.M1P1Q1.inflight"
+    inflight.write_bytes(b"Subject: 2014\r\n\r\nold mail being appended\r\n")
+    os.utime(inflight, (1_400_000_000, 1_400_000_000))
+    (root / "new" / "1800000000.P98.other").write_bytes(message(token="dropped"))  # makes the store rescan
+    s = await app.store.session(acc)
+    snap = await s.snapshot("INBOX")
+    assert len(snap.messages) == 2
+    assert inflight.exists()

@@ -24,6 +24,7 @@ from mailserver.cli import (
     init_cmd,
     jobs_cmd,
     log_cmd,
+    migrate_cmd,
     notice_cmd,
     queue_cmd,
     quota_cmd,
@@ -37,7 +38,7 @@ from policy.errors import ConfigError, MailserverError
 from storage.directory import ImportFailed
 
 GROUPS = [init_cmd, config_cmd, serve_cmd, units, accounts, aliases, directory_cmd, audit, dns_cmd, quota_cmd,
-          reindex_cmd, log_cmd, dkim_cmd, jobs_cmd, notice_cmd, report_cmd, queue_cmd]
+          reindex_cmd, log_cmd, dkim_cmd, jobs_cmd, notice_cmd, report_cmd, queue_cmd, migrate_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -131,6 +131,14 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
              "password, quota. Every row's result is reported; on any error nothing is imported.")
     im.add_argument("file", type=Path)
 
+    ih = cmd("import-hashes", "keep users' old passwords: import password hashes from the old server (Đ8.2.d)",
+             import_hashes, "CSV columns: address (here), hash (as the old server stores it: {SSHA512}, {SSHA} "
+             "from Zimbra/LDAP, {SHA512-CRYPT} or $6$, {BLF-CRYPT} or $2y$/$2b$ bcrypt from Dovecot). The accounts "
+             "must exist. Each hash is replaced with argon2id at the user's first login. All rows or none.")
+    ih.add_argument("file", type=Path)
+    ih.add_argument("--must-change", action="store_true",
+                    help="make users choose a new (Đ9-compliant) password at their first login")
+
 
 def _created_view(created_account: Account, temp: str | None, state: str) -> dict[str, Any]:
     return {
@@ -402,9 +410,10 @@ async def purge_archive(ctx: Context, args: argparse.Namespace) -> int:
 
 
 IMPORT_COLUMNS = {"name", "birth", "unit", "role", "address", "password", "quota"}
+HASH_COLUMNS = {"address", "hash"}
 
 
-def _read_rows(path: Path) -> list[dict[str, str]]:
+def _read_rows(path: Path, columns: set[str] = IMPORT_COLUMNS, required: str = "name") -> list[dict[str, str]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -413,9 +422,10 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         raise ValidationFailed("file", f"{path}: not UTF-8 (save the sheet as CSV UTF-8)") from None
     reader = csv.DictReader(io.StringIO(text))
     headers = [h.strip().lower() for h in reader.fieldnames or []]
-    if "name" not in headers:
-        raise ValidationFailed("file", f"{path}: the header row must have a 'name' column")
-    unknown = set(headers) - IMPORT_COLUMNS
+    for column in required.split():
+        if column not in headers:
+            raise ValidationFailed("file", f"{path}: the header row must have a '{column}' column")
+    unknown = set(headers) - columns
     if unknown:
         raise ValidationFailed("file", f"{path}: unknown columns {', '.join(sorted(unknown))}")
     return [{k.strip().lower(): (v or "").strip() for k, v in row.items() if k} for row in reader]
@@ -452,3 +462,24 @@ async def import_csv(ctx: Context, args: argparse.Namespace) -> int:
         [(d["row"], d["address"], d["name"], d["temporary_password"] or "(given)") for d in data],
     ) + f"\n{len(data)} accounts created")
     return 0
+
+
+async def import_hashes(ctx: Context, args: argparse.Namespace) -> int:
+    app = await ctx.app()
+    rows = _read_rows(args.file, HASH_COLUMNS, "address hash")
+    updated = await app.directory.import_password_hashes([(r.get("address", ""), r.get("hash", "")) for r in rows],
+                                                         must_change=args.must_change, actor=ctx.actor)
+    data = [{"row": i, "address": a.address, "scheme": _scheme(a.password_hash)} for i, a in enumerate(updated, 1)]
+    out(ctx, data, table(["row", "address", "hash"], [(d["row"], d["address"], d["scheme"]) for d in data])
+        + f"\n{len(data)} password hashes imported; each becomes argon2id at the user's first login")
+    return 0
+
+
+def _scheme(stored: str | None) -> str:
+    """The kind of an imported hash, for the operator's table (never the hash itself)."""
+    s = stored or ""
+    for prefix, name in (("{SSHA512}", "SSHA512"), ("{SSHA}", "SSHA"), ("$6$", "SHA512-CRYPT"),
+                         ("$5$", "SHA256-CRYPT"), ("$2", "bcrypt"), ("$argon2", "argon2")):
+        if s.upper().startswith(prefix.upper()):
+            return name
+    return "other"
