@@ -103,9 +103,16 @@ def append_uidlist(folder_dir: Path, records: list[tuple[int, str]], *, fsync: b
     if not records:
         return
     data = "".join(f"{uid} :{base}\n" for uid, base in records).encode("utf-8", "surrogateescape")
-    fd = os.open(folder_dir / UIDLIST, os.O_WRONLY | os.O_APPEND)
+    fd = os.open(folder_dir / UIDLIST, os.O_RDWR | os.O_APPEND)
     try:
-        os.write(fd, data)
+        size = os.fstat(fd).st_size
+        if size and os.pread(fd, 1, size - 1) != b"\n":
+            # The last append was cut short (a full disk, a power cut): never glue a record onto
+            # that broken line, where a reader could not find it. Readers skip the broken line.
+            data = b"\n" + data
+        view = memoryview(data)
+        while view:  # a short write (disk nearly full) must not silently drop records
+            view = view[os.write(fd, view):]
         if fsync:
             os.fsync(fd)
     finally:

@@ -779,7 +779,8 @@ class AccountIndex:
                     accepted.setdefault(it.folder, []).append(i)
                 for name, idxs in accepted.items():
                     self._place(folders[name], [(i, items[i], keyword_bits[i]) for i in idxs], outcomes, placed)
-                crossed = self._thresholds(acct, before, used, quota, [items[i] for i in _flat(accepted)])
+                crossed = (self._thresholds(acct, before, used, quota)
+                           if any(not items[i].system for i in _flat(accepted)) else None)
                 if crossed is not None:
                     last = max(i for i in _flat(accepted) if not items[i].system)
                     outcomes[last].crossed = crossed  # type: ignore[union-attr]
@@ -822,13 +823,11 @@ class AccountIndex:
         self._touch(f)
         self._event("new", f.name, [m.uid for m in msgs], modseq)
 
-    def _thresholds(self, acct: _Acct, before: int, after: int, quota: int, accepted: list[Incoming]) -> int | None:
-        """Đ7.3.c: the highest threshold this batch crossed that was not yet warned about.
-
-        A threshold is re-armed once usage is seen below it; system notices never trigger one.
+    def _thresholds(self, acct: _Acct, before: int, after: int, quota: int) -> int | None:
+        """Đ7.3.c: the highest threshold that growing usage from `before` to `after` crossed and that
+        was not yet warned about (a delivery batch, APPEND or COPY; never for system notices, which
+        the caller leaves out). A threshold is re-armed once usage is seen below it.
         """
-        if not any(not it.system for it in accepted):
-            return None
         reached_before = set(thresholds_reached(before, quota, self.quota_rules))
         warned = reached_before if acct.warned is None else set(acct.warned) & reached_before
         crossing = set(thresholds_reached(after, quota, self.quota_rules)) - warned
@@ -1159,18 +1158,31 @@ class AccountIndex:
             self._prune_expunged(f)
             return [m.uid for m in rows]
 
-    def copy(self, name: str, uids: Iterable[int], dest: str, quota: int, *, move: bool = False) -> CopyResult:
-        """COPY (hard links: no second copy of the bytes) or MOVE (renames), one transaction."""
+    def copy(self, name: str, uids: Iterable[int], dest: str, quota: int) -> tuple[CopyResult, int | None]:
+        """COPY (hard links: no second copy of the bytes), quota checked. Also returns the Đ7.3.c
+        threshold the copy crossed, if any: a copy grows the mailbox like a delivery does."""
+        return self._copy(name, uids, dest, quota, move=False)
+
+    def move(self, name: str, uids: Iterable[int], dest: str) -> CopyResult:
+        """MOVE (renames): never refused for quota, usage unchanged."""
+        return self._copy(name, uids, dest, quota=0, move=True)[0]
+
+    def _copy(self, name: str, uids: Iterable[int], dest: str, quota: int, *,
+              move: bool) -> tuple[CopyResult, int | None]:
+        """COPY or MOVE in one transaction."""
+        crossed = None
         with self.write():
             src = self.folder(name)
             dst = self.folder(dest)
             rows = self._by_uids(src, sorted(set(uids)))
             if not rows:
-                return CopyResult(dst.uidvalidity, [])
+                return CopyResult(dst.uidvalidity, []), None
             if not move:
-                used, need = self._acct().bytes, sum(m.size for m in rows)
+                acct = self._acct()
+                used, need = acct.bytes, sum(m.size for m in rows)
                 if used + need > quota:
                     raise OverQuota(self.address, used, quota, need)
+                crossed = self._thresholds(acct, used, used + need, quota)
             sd, dd = self.folder_dir(src), self.folder_dir(dst)
             dst_modseq = dst.highestmodseq + 1
             uid = dst.uidnext
@@ -1217,10 +1229,7 @@ class AccountIndex:
             self._event("new", dst.name, [p[1] for p in pairs], dst_modseq)
             if move:
                 self._event("expunge", src.name, [p[0] for p in pairs], src_modseq)
-            return CopyResult(dst.uidvalidity, pairs)
-
-    def move(self, name: str, uids: Iterable[int], dest: str) -> CopyResult:
-        return self.copy(name, uids, dest, quota=0, move=True)
+            return CopyResult(dst.uidvalidity, pairs), crossed
 
     # ------------------------------------------------------------------ search
 

@@ -11,8 +11,10 @@ descriptors (database, WAL, shared memory). Here instead:
   default 16: enough concurrent fsyncs for the file system to batch
   them), whatever the number of accounts;
 * at most `max_open` indexes stay open; the least recently used idle one
-  is closed when another must open, and any index unused for
-  `idle_seconds` is closed by a reaper task.
+  is closed when another must open (or, after a burst that kept more than
+  that many busy, as soon as they are released), and any index unused for
+  `idle_seconds` is closed by a reaper task. A handle counts as used from
+  the moment it is handed out, so it is never closed under its user.
 
 A per-account asyncio lock hands the account's connection to one thread at
 a time (SQLite connections are not for concurrent use). If the database
@@ -141,6 +143,7 @@ class IndexPool:
         self._handles: OrderedDict[int, Handle] = OrderedDict()
         self._opening: dict[int, asyncio.Future[Handle]] = {}
         self._reaper: asyncio.Task[None] | None = None
+        self._evicting: asyncio.Task[None] | None = None
         self._closed = False
 
     @property
@@ -149,35 +152,54 @@ class IndexPool:
 
     @contextlib.asynccontextmanager
     async def use(self, account: Any) -> AsyncIterator[Handle]:
-        handle = await self._get(account)
-        handle.users += 1
+        handle = await self._get(account)  # already counted as a user: never evicted or reaped under us
         try:
             yield handle
         finally:
             handle.users -= 1
             handle.last_used = time.monotonic()
+            if len(self._handles) > self.max_open and not self._closed:
+                self._shrink()
+
+    def _shrink(self) -> None:
+        """Back under `max_open` once a burst that kept every index busy is over (not only at the
+        next open, which may be long in coming)."""
+        if self._evicting is None or self._evicting.done():
+            self._evicting = asyncio.get_running_loop().create_task(self._evict(), name="mailstore-evict")
 
     async def _get(self, account: Any) -> Handle:
-        if self._closed:
-            raise RuntimeError("the mail store is closed")
-        handle = self._handles.get(account.id)
-        if handle is not None and handle.idle and handle.index.replaced():
-            # the database file was deleted or replaced (operator, another process): open it afresh
-            self._handles.pop(account.id)
-            await self._close_handle(handle)
-            handle = None
-        if handle is not None:
-            self._handles.move_to_end(account.id)
-            return handle
-        opening = self._opening.get(account.id)
-        if opening is not None:
-            return await asyncio.shield(opening)
+        """The account's open handle, counted as used (`users`) before anything can suspend: an
+        uncounted handle looks idle, and eviction or the reaper would close it under its user."""
+        while True:
+            if self._closed:
+                raise RuntimeError("the mail store is closed")
+            handle = self._handles.get(account.id)
+            if handle is not None and handle.idle and handle.index.replaced():
+                # the database file was deleted or replaced (operator, another process): open it afresh
+                self._handles.pop(account.id)
+                await self._close_handle(handle)
+                continue
+            if handle is not None:
+                self._handles.move_to_end(account.id)
+                handle.users += 1
+                return handle
+            opening = self._opening.get(account.id)
+            if opening is not None:
+                handle = await asyncio.shield(opening)
+                if self._handles.get(account.id) is handle:
+                    handle.users += 1
+                    return handle
+                continue  # evicted again before this waiter woke up: look again
+            return await self._open(account)
+
+    async def _open(self, account: Any) -> Handle:
         fut: asyncio.Future[Handle] = asyncio.get_running_loop().create_future()
         self._opening[account.id] = fut
         try:
             index = self.opener(account)
             await asyncio.get_running_loop().run_in_executor(self.executor, index.open)
             handle = Handle(index, self)
+            handle.users += 1  # the opener's own use, before _evict() looks for idle handles
             self._handles[account.id] = handle
             fut.set_result(handle)
         except BaseException as e:
@@ -186,8 +208,12 @@ class IndexPool:
             raise
         finally:
             self._opening.pop(account.id, None)
-        self._start_reaper()
-        await self._evict()
+        try:
+            self._start_reaper()
+            await self._evict()
+        except BaseException:
+            handle.users -= 1
+            raise
         return handle
 
     async def discard(self, account_id: int) -> None:
@@ -224,10 +250,11 @@ class IndexPool:
 
     async def close(self) -> None:
         self._closed = True
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        for task in (self._reaper, self._evicting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for key in list(self._handles):
             handle = self._handles.pop(key)
             await handle.drained()

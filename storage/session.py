@@ -109,10 +109,17 @@ class MailboxSession:
                                 unchanged_since)
 
     async def copy(self, folder: str, uids: Iterable[int], dest: str) -> CopyResult:
-        """COPY; quota is checked first (the copy counts, as in every IMAP server's quota)."""
-        async with self.store.pool.use(self.account) as h:
-            quota = await self.store.quota_of(self.account)
-            return await h.call(h.index.copy, folder, list(uids), dest, quota)
+        """COPY; quota is checked first (the copy counts, as in every IMAP server's quota), and a copy
+        that takes the mailbox across a Đ7.3.c threshold brings the warning as a delivery would."""
+        from storage.store import unavailable_on_failure
+
+        with unavailable_on_failure(self.account):
+            async with self.store.pool.use(self.account) as h:
+                quota = await self.store.quota_of(self.account)
+                result, crossed = await h.call(h.index.copy, folder, list(uids), dest, quota)
+        if crossed is not None:
+            await self.store._warn(self.account, crossed)
+        return result
 
     async def move(self, folder: str, uids: Iterable[int], dest: str) -> CopyResult:
         return await self._call("move", folder, list(uids), dest)  # type: ignore[return-value]

@@ -87,6 +87,26 @@ async def test_d7_3_c_warning_rearms_only_after_usage_drops_below(small):
     assert len(subjects) == 2 and all("90%" in x for x in subjects)
 
 
+async def test_d7_3_c_a_copy_that_crosses_a_threshold_warns_like_a_delivery(small):
+    """IMAP COPY grows the mailbox too (hard links are counted in full, as every IMAP quota does)."""
+    app = small
+    acc = await person(app)
+    await fill_to(app, acc, 46)
+    s = await app.store.session(acc)
+    await s.copy("INBOX", [1], "Archive")  # 46% -> 92%
+    assert (await app.store.usage(acc)).percent > 90
+    [n] = await notices(app, acc)
+    assert "90%" in n["Subject"]
+    # re-armed by deleting the copy, crossed again by copying again: a second warning
+    await s.store_flags("Archive", [1], ["\\Deleted"])
+    await s.expunge("Archive")
+    await s.copy("INBOX", [1], "Archive")
+    assert [("90%" in x["Subject"]) for x in await notices(app, acc)] == [True, True]
+    # moving never grows a mailbox, so it never warns
+    await s.move("Archive", [2], "Trash")
+    assert len(await notices(app, acc)) == 2
+
+
 async def test_d7_3_c_one_warning_for_many_concurrent_deliveries(small):
     app = small
     acc = await person(app)

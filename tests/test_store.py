@@ -424,6 +424,38 @@ async def test_another_process_changes_reach_listeners_through_the_index(app, tm
         await other.close()
 
 
+async def test_a_real_second_worker_process_wakes_this_ones_listeners(app, config_file):
+    """Production runs several worker processes: deliveries committed by another process (here
+    tests/store_worker.py, a real one) reach this process's listeners, each exactly once."""
+    import sys
+
+    from tests.helpers import ROOT
+
+    acc = await person(app)
+    got: list = []
+    app.store.watch_interval = 0.05
+    app.store.subscribe(acc, got.append)
+    await asyncio.sleep(0.3)  # the watcher takes its starting position
+    env = {k: v for k, v in os.environ.items() if k != "MAILSERVER_CONFIG"}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.store_worker", str(config_file), "40", "8", acc.local_part,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT, env=env)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    confirmed = sorted((ln.split()[1], int(ln.split()[2])) for ln in out.decode().splitlines()[1:])
+    assert len(confirmed) == 40
+
+    def seen() -> list[tuple[str, int]]:
+        return sorted((e.folder, uid) for e in got if e.kind == "new" for uid in e.uids)
+
+    for _ in range(200):
+        if len(seen()) >= len(confirmed):
+            break
+        await asyncio.sleep(0.05)
+    assert seen() == confirmed  # every delivery, once, in the folder it went to
+    assert {e.kind for e in got} == {"new"} and all(e.account_id == acc.id for e in got)
+
+
 async def test_pool_shares_and_closes_idle_indexes(app):
     from storage.store import MailStore
 
@@ -439,6 +471,32 @@ async def test_pool_shares_and_closes_idle_indexes(app):
         await asyncio.sleep(0.5)
         assert store.pool.open_count == 0  # idle indexes are closed
         assert (await sessions[0].status("INBOX")).messages == 1  # and reopened on demand
+    finally:
+        await store.close()
+
+
+async def test_indexes_evicted_under_load_are_never_closed_under_a_user(app):
+    """More busy accounts than the pool keeps open: eviction must only close indexes nobody is
+    about to use (a handle just opened, or handed to callers waiting for it, is in use)."""
+    from storage.store import MailStore
+
+    accounts = [await person(app, f"Người Dùng {i}") for i in range(6)]
+    store = MailStore(app.settings.paths.mail_dir, app.policy, app.directory, max_open=2)
+    try:
+        for acc in accounts:
+            await store.deliver(acc, message())
+        sessions = [await store.session(acc) for acc in accounts]
+        for _ in range(3):
+            results = await asyncio.gather(*(sessions[i % 6].status("INBOX") for i in range(120)),
+                                           *(store.deliver(accounts[i % 6], message(token=str(i)))
+                                             for i in range(30)), return_exceptions=True)
+            assert [r for r in results if isinstance(r, BaseException)] == []
+        for _ in range(100):  # over the limit while everything was busy; back under it once released
+            if store.pool.open_count <= 2:
+                break
+            await asyncio.sleep(0.02)
+        assert store.pool.open_count <= 2
+        assert sum([(await store.usage(a)).messages for a in accounts]) == 6 + 90
     finally:
         await store.close()
 

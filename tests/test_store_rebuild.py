@@ -106,3 +106,29 @@ async def test_reindex_command_keeps_everything(config_file, clock):
         assert await state_of(app, acc) == before
     finally:
         await app.close()
+
+
+async def test_a_torn_uidlist_line_does_not_cost_the_next_message_its_uid(config_file, clock):
+    """A crash or a full disk can leave dovecot-uidlist ending in half a line; the next UID must
+    still be recorded on a line of its own, so a rebuild gives every message the UID it had."""
+    app = await App.open(loaded=load(config_file), clock=clock)
+    acc = await person(app)
+    for i in range(2):
+        await app.store.deliver(acc, message(token=f"t{i}"))
+    root = app.store.mailbox_path(acc)
+    with open(root / "dovecot-uidlist", "ab") as fh:
+        fh.write(b"3 :17000")  # an append cut short: no base name, no newline
+    st = await app.store.deliver(acc, message(token="after"))
+    assert st.uid == 3
+    await app.close()
+    for suffix in ("", "-wal", "-shm"):
+        (root / (INDEX_NAME + suffix)).unlink(missing_ok=True)
+    app = await App.open(loaded=load(config_file), clock=clock)
+    try:
+        acc = await app.directory.require_account(acc.address)
+        s = await app.store.session(acc)
+        assert await s.uids("INBOX") == [1, 2, 3]
+        assert await s.read("INBOX", 3) == message(token="after")
+        assert (await app.store.deliver(acc, message(token="next"))).uid == 4
+    finally:
+        await app.close()
