@@ -5,11 +5,19 @@ each, and returns the new UIDs, so the client learns them from COPYUID
 without refetching. MOVE reports `* OK [COPYUID ...]` first and then the
 expunges of the moved messages, as RFC 6851 §4.3 orders it. A destination
 that does not exist gets `NO [TRYCREATE]` (Thunderbird then creates it).
+
+Every COPY or MOVE that filed messages somewhere is announced to the
+backend's `transfer_observers` as a `Transfer` (which messages now sit in
+which folder, and where they came from). The composition root subscribes
+the spam filter's training to it (a message moved into Junk is spam, one
+moved out of Junk is ham): this module knows nothing about spam, and the
+observer only queues work, so the tagged OK is not delayed.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from imap_gateway.commands import SELECTED, uid_pair
 from imap_gateway.parse import Parser, seqset_of
@@ -18,6 +26,17 @@ from policy.errors import NotFound
 
 if TYPE_CHECKING:
     from imap_gateway.session import Session
+
+
+@dataclass(frozen=True)
+class Transfer:
+    """A COPY or MOVE that succeeded: `uids` are the messages' UIDs in `dest` now."""
+
+    account: Any  # storage.records.Account
+    source: str
+    dest: str
+    uids: tuple[int, ...]
+    moved: bool
 
 
 @uid_pair("COPY", SELECTED)
@@ -55,6 +74,7 @@ async def copy_or_move(s: Session, p: Parser, uid: bool, move: bool) -> Ok:
         raise
     if not result.pairs:
         return Ok(f"{verb} completed (no messages)")
+    s.server.transferred(Transfer(s.account, sel.folder, dest, tuple(b for _, b in result.pairs), move))
     src = seqset_of(sorted(a for a, _ in result.pairs))
     dst = seqset_of(sorted(b for _, b in result.pairs))
     code = f"COPYUID {result.dest_uidvalidity} {src} {dst}"

@@ -50,6 +50,8 @@ class ImapBackend:
     metrics: ServerMetrics | None = None
     # Called with (event name, session): "login", "logout".
     observers: list[Callable[[str, Session], None]] = field(default_factory=list)
+    # Called with a copymove.Transfer after each successful COPY/MOVE (spam training, wired in mailserver/).
+    transfer_observers: list[Callable[[Any], None]] = field(default_factory=list)
     sessions: set[Session] = field(default_factory=set)
     by_account: dict[int, set[Session]] = field(default_factory=dict)
     _listeners: dict[int, Callable[[Any], None]] = field(default_factory=dict)
@@ -60,6 +62,14 @@ class ImapBackend:
                 cb(what, session)
             except Exception:
                 log.exception("IMAP observer failed")
+
+    def transferred(self, transfer: Any) -> None:
+        """Tell the observers where COPY/MOVE filed messages; they must only queue work."""
+        for cb in self.transfer_observers:
+            try:
+                cb(transfer)
+            except Exception:
+                log.exception("IMAP transfer observer failed")
 
     async def login(self, session: Session, account: Account) -> None:
         """Enter the authenticated state: open the account's store session, follow its changes."""
@@ -193,6 +203,9 @@ class ImapServer:
 
     def forget(self, session: Session) -> None:
         self.backend.forget(session)
+
+    def transferred(self, transfer: Any) -> None:
+        self.backend.transferred(transfer)
 
 
 def _where(sockname: Any) -> str:

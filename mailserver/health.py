@@ -3,10 +3,11 @@
 Each part of the server that can fail independently gets one named check:
 every listener a running service opened (connect to it, as a client would),
 clamd when one is configured (`zPING`, through the SMTP checks' own
-client), free space in the data folder, and, when the outbound queue
-exists, its size. The registry lives on the App so
-that services built later (the queue, the scheduler) add their own checks
-in `mailserver.serve.build_services` without the web code knowing them.
+client), spamd (`PING`; reported as not configured when it is not), free
+space in the data folder, and, when the outbound queue exists, its size.
+The registry lives on the App so that services built later (the queue, the
+scheduler) add their own checks in `mailserver.serve.build_services`
+without the web code knowing them.
 
 Checks run concurrently, each with a timeout, so one hung dependency makes
 `/healthz` report that dependency as failed instead of hanging the probe.
@@ -25,6 +26,7 @@ from typing import Any
 from policy.settings import Listener
 from policy.units import format_size
 from smtp.clamd import ClamdClient
+from smtp.spamd import SpamdClient
 from storage.queue import OutboundQueue
 
 CHECK_TIMEOUT = 3.0  # seconds; orchestrators usually give a probe 5 to 10
@@ -113,6 +115,21 @@ def clamd_check(clamd: ClamdClient) -> Check:
         if await clamd.ping():
             return CheckResult(True, {"address": clamd.address})
         return CheckResult(False, {"address": clamd.address, "error": "no PONG: clamd is down or unreachable"})
+
+    return check
+
+
+def spamd_check(spamd: SpamdClient) -> Check:
+    """Đ8.2.b: spamd answers PING. Not configured is the operator's choice and healthy, but said:
+    without it nothing is scored for spam."""
+
+    async def check() -> CheckResult:
+        if not spamd.configured:
+            return CheckResult(True, {"configured": False,
+                                      "note": "no spamd configured: messages are not scored for spam"})
+        if await spamd.ping():
+            return CheckResult(True, {"address": spamd.address})
+        return CheckResult(False, {"address": spamd.address, "error": "no PONG: spamd is down or unreachable"})
 
     return check
 

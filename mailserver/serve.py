@@ -24,9 +24,10 @@ from typing import Any, Protocol
 from imap_gateway.server import ImapBackend, ImapServer
 from imap_gateway.tls import server_context
 from mailserver.app import App
-from mailserver.health import clamd_check, disk_check, listener_check, queue_check
+from mailserver.health import clamd_check, disk_check, listener_check, queue_check, spamd_check
 from mailserver.scheduler import JobScheduler
-from mailserver.smtp_wiring import build_mail_services, clamd_client
+from mailserver.smtp_wiring import build_mail_services, clamd_client, spamd_client
+from mailserver.spamtraining import SpamTrainer
 from mailserver.web.service import WebService
 from policy.limits import message_size_limit
 from policy.settings import LISTENER_NAMES
@@ -57,6 +58,17 @@ def imap_session_gauge(metrics: ServerMetrics) -> Callable[[str, Any], None]:
     return observe
 
 
+def spam_trainer(app: App) -> SpamTrainer | None:
+    """Đ8.2.b: moving mail into or out of Junk over IMAP teaches spamd (when one is configured). Its
+    queue is drained when the App closes."""
+    spamd = spamd_client(app.settings)
+    if not spamd.configured:
+        return None
+    trainer = SpamTrainer(app.store, spamd, app.policy.folders, app.metrics, app.policy.spam.max_scan_size)
+    app.closers.append(trainer.close)
+    return trainer
+
+
 def imap_services(app: App) -> list[Service]:
     """IMAP on 143 (STARTTLS) and 993 (implicit TLS), sharing one backend (sessions, events)."""
     settings = app.settings
@@ -73,6 +85,9 @@ def imap_services(app: App) -> list[Service]:
         metrics=app.metrics,
     )
     backend.observers.append(imap_session_gauge(app.metrics))
+    trainer = spam_trainer(app)
+    if trainer is not None:
+        backend.transfer_observers.append(trainer.on_transfer)
     services: list[Service] = []
     for name, implicit in (("imap", False), ("imaps", True)):
         listener = getattr(settings.listeners, name)
@@ -97,12 +112,21 @@ def build_services(app: App) -> list[Service]:
 
 
 def register_health_checks(app: App) -> None:
-    """Checks that do not belong to one service: disk space, and clamd when configured (Đ8.2.b)."""
+    """Checks that do not belong to one service: disk space, clamd when configured, and spamd (Đ8.2.b),
+    whose configuration is also said in the log at start."""
     settings = app.settings
     app.health.add("disk", disk_check(settings.paths.data, settings.monitoring.min_free_disk))
     clamd = clamd_client(settings)
     if clamd.configured:
         app.health.add("clamd", clamd_check(clamd))
+    spamd = spamd_client(settings)
+    app.health.add("spamd", spamd_check(spamd))
+    if spamd.configured:
+        log.info("spam filter: spamd at %s; Junk from score %.1f, refused from %.1f, submitted mail refused from "
+                 "%.1f", spamd.address, app.policy.spam.junk, app.policy.spam.reject, app.policy.spam.outbound_reject)
+    else:
+        log.warning("spam filter off: no spamd configured (spamd.host/port or spamd.socket); messages are not "
+                    "scored for spam (Article 8.2.b)")
 
 
 def served_listeners(service: Service) -> tuple[str, ...]:

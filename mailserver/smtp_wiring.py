@@ -21,6 +21,7 @@ from smtp.ratelimit import SendRateLimiter
 from smtp.service import SmtpService
 from smtp.services import Services
 from smtp.signing import DkimSigner
+from smtp.spamd import SpamdClient
 from storage.maillog import MailLog
 from storage.metrics import ServerMetrics
 
@@ -46,6 +47,11 @@ def metrics_observer(metrics: ServerMetrics) -> Callable[[dict[str, Any]], None]
             metrics.deliveries.labels(result="remote" if rec.get("result") == "remote" else "local").inc()
         elif event == "bounced":
             metrics.deliveries.labels(result="bounced").inc()
+        # Đ8.2.b: the spam decision and score ride on the message's accepted/rejected/deferred line
+        if event in ("accepted", "rejected", "deferred") and rec.get("spam") not in (None, "off"):
+            metrics.spam_checks.labels(listener=listener, decision=rec["spam"]).inc()
+            if "spam_score" in rec:
+                metrics.spam_score.labels(listener=listener).observe(rec["spam_score"])
 
     return observe
 
@@ -54,6 +60,13 @@ def clamd_client(settings: Settings) -> ClamdClient:
     """The one way to reach clamd: the SMTP checks scan through it, /healthz pings through it."""
     c = settings.clamd
     return ClamdClient(socket=c.socket, host=c.host, port=c.port, timeout=c.timeout)
+
+
+def spamd_client(settings: Settings) -> SpamdClient:
+    """The one way to reach spamd: SMTP scores through it, IMAP training learns through it, /healthz
+    pings through it, `mailserver spam check` reports through it."""
+    c = settings.spamd
+    return SpamdClient(socket=c.socket, host=c.host, port=c.port, timeout=c.timeout)
 
 
 def build_services(app: App) -> Services:
@@ -75,6 +88,7 @@ def build_services(app: App) -> Services:
         resolver=resolver,
         render_report=DeliveryReports(settings, policy).render,
         sender_auth=SenderAuthenticator(resolver),
+        spamd=spamd_client(settings),
     )
 
     async def notify_postmaster(subject: str, text: str) -> None:

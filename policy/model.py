@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from policy.spam import normalise_list_key, normalise_sender_entry
 from policy.units import ByteSize, CalendarDuration, Duration, parse_duration
 
 
@@ -274,6 +275,49 @@ class OutboundPolicy(Section):
 
     def tls_required(self, domain: str) -> bool:
         return domain.lower() in self.require_tls
+class SpamPolicy(Section):
+    # Đ8.2.b: SpamAssassin (spamd) scores every message received on the MX.
+    # At or above `junk` it is delivered into the recipient's Junk folder with
+    # X-Spam-Flag/X-Spam-Score/X-Spam-Status headers; at or above `reject` it
+    # is refused at DATA with 550 5.7.1 and nothing is stored.
+    junk: float = 5.0
+    reject: float = 15.0
+    # Đ13.6: no spam leaves the province. Submitted mail at or above this is
+    # refused (550 5.7.1), logged, and counted toward the Đ6.2.b hold of a
+    # compromised account (sending.hold_after_refusals). SpamAssassin's own
+    # definition of spam is 5.0.
+    outbound_reject: float = 5.0
+    # spamd down or too slow: "accept" delivers unscored with
+    # `X-Spam-Status: Unscored` (mail keeps flowing; /healthz fails), or
+    # "tempfail" answers 451 4.7.1 so the sender retries.
+    on_spamd_error: Literal["accept", "tempfail"] = "accept"
+    # Only the first bytes of a larger message are scored (SpamAssassin reads
+    # ~50 KB of each body part anyway; a 20 MB attachment would only cost time).
+    max_scan_size: ByteSize = 512 * 1024
+    # Allow and block lists. Keys: "*" (every mailbox), a domain served here
+    # (every mailbox in it) or one mailbox address; values: sender addresses
+    # or domains (a domain covers its subdomains). The most specific key
+    # decides; at one level a block beats an allow. Allowed: INBOX without a
+    # score. Blocked: refused (550 5.7.1), or Junk when other recipients of
+    # the same message do not block it. An allow entry is ignored when the
+    # message fails SPF or DMARC, so a forged sender cannot use it.
+    allow: dict[str, list[str]] = Field(default_factory=dict)
+    block: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("allow", "block")
+    @classmethod
+    def _lists(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for key, entries in v.items():
+            k = normalise_list_key(str(key))
+            out.setdefault(k, []).extend(normalise_sender_entry(str(e)) for e in entries or [])
+        return out
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> SpamPolicy:
+        if self.reject < self.junk:
+            raise ValueError(f"reject ({self.reject:g}) is below junk ({self.junk:g})")
+        return self
 
 
 class SpecialFolderNames(Section):
@@ -326,6 +370,7 @@ class Policy(Section):
     dmarc: DmarcPolicy = DmarcPolicy()
     sending: SendingPolicy = SendingPolicy()
     outbound: OutboundPolicy = OutboundPolicy()
+    spam: SpamPolicy = SpamPolicy()
     migration: MigrationPolicy = MigrationPolicy()
 
     @field_validator("timezone")

@@ -137,6 +137,32 @@ class Clamd(Section):
         return self
 
 
+class Spamd(Section):
+    # SpamAssassin's daemon (Debian: `spamd`, listening on 127.0.0.1:783 by
+    # default). Either a unix socket (set: replaces host and port) or
+    # host+port; all three null: no spam scoring, which the server says at
+    # start and in /healthz (Đ8.2.b).
+    socket: Path | None = None
+    host: str | None = "127.0.0.1"
+    port: int | None = Field(default=783, ge=1, le=65535)
+    # Seconds for one score or one learning request before spamd counts as
+    # unreachable (then the policy's spam.on_spamd_error decides).
+    timeout: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_address(self) -> Spamd:
+        if self.socket is not None:
+            self.host = None
+            self.port = None
+        elif (self.host is None) != (self.port is None):
+            raise ValueError("spamd.host and spamd.port go together")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return self.socket is not None or self.host is not None
+
+
 class Monitoring(Section):
     # Who may read /healthz and /metrics on the web listener: they reveal
     # traffic and failed logins, so by default only this machine (a container
@@ -333,6 +359,7 @@ class Settings(Section):
     tls: TLS = TLS()
     listeners: Listeners = Listeners()
     clamd: Clamd = Clamd()
+    spamd: Spamd = Spamd()
     smtp: Smtp = Smtp()
     dns: Dns = Dns()
     dkim: Dkim = Dkim()
@@ -404,6 +431,7 @@ class Settings(Section):
         self.tls.cert = fix(self.tls.cert)
         self.tls.key = fix(self.tls.key)
         self.clamd.socket = fix(self.clamd.socket)
+        self.spamd.socket = fix(self.spamd.socket)
         self.dkim.keys = fix(self.dkim.keys)
         if self.outbound.smarthost is not None:
             self.outbound.smarthost.ca_file = fix(self.outbound.smarthost.ca_file)

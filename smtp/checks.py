@@ -21,6 +21,8 @@ exact reply a user meets. The README lists every one of these replies.
 | DATA  | from_header             | 550 5.7.1                  | identity    |
 | DATA  | virus                   | 554 5.7.1 / 451 4.7.1      | Đ8.2.b      |
 | DATA  | dmarc                   | 550 5.7.1                  | RFC 7489    |
+| DATA  | spam                    | 550 5.7.1 / 451 4.7.1      | Đ8.2.b      |
+| DATA  | outbound_spam           | 550 5.7.1 / 451 4.7.1      | Đ13.6       |
 """
 
 from __future__ import annotations
@@ -33,12 +35,14 @@ from typing import Any
 
 from policy.attachments import attachment_report
 from policy.units import format_size
+from smtp import spam as spamfilter
 from smtp.addresses import Kind, classify
 from smtp.authn import Results
 from smtp.clamd import ScannerUnavailable
 from smtp.headers import header_value, split_message
 from smtp.replies import Reply
 from smtp.services import Services
+from smtp.spam import Decision
 
 log = logging.getLogger("smtp.checks")
 
@@ -63,11 +67,18 @@ class Step:
     recipient: Recipient | None = None
     content: bytes = b""
     auth_results: Results | None = None
+    # Our Received: field for this message (built before the DATA checks: spamd scores with it)
+    received: bytes = b""
     notes: dict[str, Any] = field(default_factory=dict)
 
     @property
     def submission(self) -> bool:
         return self.session.listener in SUBMISSION
+
+    @property
+    def spam(self) -> spamfilter.Outcome | None:
+        """What the spam check decided (smtp/spam.py), once it has run."""
+        return self.notes.get("spam")
 
 
 Check = Callable[[Step], Awaitable[Reply | None]]
@@ -144,12 +155,19 @@ async def message_rate(st: Step) -> Reply | None:
     return None
 
 
+async def count_refusal(st: Step, reason: str) -> None:
+    """Đ6.2.b: every refusal of an account's sending counts (rate limits, spam); enough of them inside
+    one window is the burst of a compromised account, and its outbound mail is put on hold."""
+    svc, account = st.svc, st.session.account
+    if svc.rates.record_refusal(account.id):
+        await svc.hold_account(account, f"{reason}; {svc.policy.sending.hold_after_refusals} refusals within "
+                                        f"{svc.policy.sending.window}")
+
+
 async def _rate_refusal(st: Step, what: str) -> Reply:
     svc, account = st.svc, st.session.account
     minutes = svc.rates.retry_after(account.id) // 60 + 1
-    if svc.rates.record_refusal(account.id):
-        await svc.hold_account(account, f"sending limit of {what} per {svc.policy.sending.window} exceeded "
-                                        f"{svc.policy.sending.hold_after_refusals} times")
+    await count_refusal(st, f"sending limit of {what} per {svc.policy.sending.window} exceeded")
     return Reply(451, "4.7.1", f"Sending limit reached: {what} per {svc.policy.sending.window} "
                                f"(Article 6.2.b); try again in {minutes} minutes / Vượt giới hạn gửi thư")
 
@@ -252,13 +270,16 @@ async def attachments(st: Step) -> Reply | None:
     return None
 
 
+def _from_addresses(content: bytes) -> list[str]:
+    head, _ = split_message(content)
+    return [a for _, a in getaddresses([header_value(head, "From") or ""]) if a]
+
+
 async def from_header(st: Step) -> Reply | None:
     """Identity also in the header the recipient sees: every From: address must be the sender's to use."""
     if not st.submission:
         return None
-    head, _ = split_message(st.content)
-    value = header_value(head, "From")
-    addresses = [a for _, a in getaddresses([value or ""]) if a]
+    addresses = _from_addresses(st.content)
     if not addresses:
         return Reply(550, "5.6.0", "The message has no From: header field (RFC 5322 §3.6)")
     for a in addresses:
@@ -302,7 +323,63 @@ async def dmarc(st: Step) -> Reply | None:
     return None
 
 
-DATA_CHECKS: list[Check] = [attachments, from_header, virus, dmarc]
+SPAMD_DOWN = "Spam filter temporarily unavailable; please try again later"
+
+
+async def spam(st: Step) -> Reply | None:
+    """Đ8.2.b: spamd scores mail from outside; Junk from `spam.junk`, refused from `spam.reject`; the
+    allow and block lists of each recipient first (smtp/spam.py, policy/spam.py)."""
+    if st.submission:
+        return None
+    svc = st.svc
+    accounts = list({a.id: a for rcpt in st.envelope.recipients for a in rcpt.accounts}.values())
+    r = st.auth_results
+    trusted = r is None or (r.spf not in ("fail", "softfail") and r.dmarc != "fail")
+    outcome = await spamfilter.inbound(svc, st.content, st.received, accounts, st.envelope.sender or "",
+                                       _from_addresses(st.content), trusted)
+    st.notes["spam"] = outcome
+    if outcome.decision == Decision.tempfail:
+        return Reply(451, "4.7.1", f"{SPAMD_DOWN} (Article 8.2.b)")
+    if outcome.decision == Decision.blocked:
+        return Reply(550, "5.7.1", f"Message refused: the sender is on a block list ({outcome.note}) "
+                                   "(Article 8.2.b) / Người gửi nằm trong danh sách chặn")
+    if outcome.decision == Decision.reject:
+        assert outcome.score is not None
+        return Reply(550, "5.7.1", f"Message refused as spam: SpamAssassin score {outcome.score.score:.1f}, "
+                                   f"the limit is {svc.policy.spam.reject:.1f} (Article 8.2.b) / "
+                                   "Thư bị từ chối vì là thư rác")
+    return None
+
+
+MAX_RULES_IN_REPLY = 6
+
+
+async def outbound_spam(st: Step) -> Reply | None:
+    """Đ13.6: no spam leaves through the province's system. Submitted mail is scored too; a refusal
+    names the rules (the sender is our own staff, who may need to rephrase) and counts toward the
+    Đ6.2.b hold, because a compromised account sends spam."""
+    if not st.submission:
+        return None
+    svc = st.svc
+    outcome = await spamfilter.outbound(svc, st.content, st.received)
+    st.notes["spam"] = outcome
+    if outcome.decision == Decision.tempfail:
+        return Reply(451, "4.7.1", f"{SPAMD_DOWN} (Article 13.6)")
+    if not outcome.refused:
+        return None
+    assert outcome.score is not None
+    score = outcome.score.score
+    limit = svc.policy.spam.outbound_reject
+    rules = list(outcome.score.rules)
+    shown = ", ".join(rules[:MAX_RULES_IN_REPLY]) + (", ..." if len(rules) > MAX_RULES_IN_REPLY else "")
+    await count_refusal(st, f"a message scored {score:.1f} as spam (Article 13.6)")
+    return Reply(550, "5.7.1", f"Your message was not sent: the spam filter scored it {score:.1f}, the limit for "
+                               f"outgoing mail is {limit:.1f} (rules: {shown or 'none'}); Article 13.6 forbids "
+                               f"sending spam. If this is a mistake, contact postmaster@{svc.settings.primary_domain}"
+                               " / Thư không được gửi vì bị đánh giá là thư rác")
+
+
+DATA_CHECKS: list[Check] = [attachments, from_header, virus, dmarc, spam, outbound_spam]
 
 
 async def run(checks: list[Check], st: Step) -> Reply | None:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass
-from pathlib import Path
+
+from smtp.daemons import DaemonAddress
 
 CHUNK = 256 * 1024
 
@@ -34,23 +35,9 @@ class Verdict:
     signature: str | None = None
 
 
-class ClamdClient:
-    def __init__(self, *, socket: Path | None = None, host: str | None = None, port: int | None = None,
-                 timeout: float = 30.0) -> None:
-        # Neither configured: every scan fails, so mail is refused with 451 (fail closed) unless the
-        # policy says fail-open. The server still starts (the web pages and IMAP do not need clamd).
-        self.socket = socket
-        self.host = host
-        self.port = port
-        self.timeout = timeout
-
-    @property
-    def configured(self) -> bool:
-        return self.socket is not None or (self.host is not None and self.port is not None)
-
-    @property
-    def address(self) -> str:
-        return str(self.socket) if self.socket else f"{self.host}:{self.port}"
+class ClamdClient(DaemonAddress):
+    # Neither socket nor host configured: every scan fails, so mail is refused with 451 (fail closed)
+    # unless the policy says fail-open. The server still starts (the web pages and IMAP do not need clamd).
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if not self.configured:

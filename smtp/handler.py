@@ -12,7 +12,6 @@ message and the sender gets a DSN (RFC 3464) naming the ones that did not.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
 from typing import Any
 
 from smtp import checks
@@ -34,7 +33,9 @@ from smtp.ids import new_queue_id
 from smtp.protocol import MailEnvelope, MailSession, MailSMTP
 from smtp.replies import Reply
 from smtp.services import Services
+from smtp.spam import spam_headers, strip_spam_headers
 from storage.auth import Outcome
+from storage.errors import FolderNotFound, StoreUnavailable
 from storage.queue import NewEntry
 from storage.store import to_crlf
 
@@ -128,41 +129,50 @@ class Handler:
     # ------------------------------------------------------------------ DATA
 
     async def handle_DATA(self, server: MailSMTP, session: MailSession, envelope: MailEnvelope) -> str:
-        # RFC 5321 §2.3.8: lines end in CRLF; one form before signing, storing and sending on
+        # RFC 5321 §2.3.8: lines end in CRLF; one form before scoring, signing, storing and sending on
         content: bytes = to_crlf(envelope.content)  # type: ignore[arg-type]
-        st = Step(self.svc, session, envelope, content=content)
+        st = Step(self.svc, session, envelope, content=content, received=self._received(server, session, envelope))
         head, _ = split_message(content)
         message_id = header_value(head, "Message-ID")
         common = {"message_id": message_id, "recipients": list(envelope.rcpt_tos), "size": len(content)}
         reply = await checks.run(checks.DATA_CHECKS, st)
+        spam_fields = st.spam.log_fields() if st.spam is not None else {}
         if reply is not None:
             if "virus" in st.notes:
                 self._log("virus", session, envelope, signature=st.notes["virus"], **common)
-            return self._refused(session, envelope, reply, "data", check=st.notes.get("check"), **common)
-        message = self._with_trace_headers(server, session, envelope, content, st)
+            return self._refused(session, envelope, reply, "data", check=st.notes.get("check"), **common,
+                                 **spam_fields)
+        message = self._with_trace_headers(envelope, content, st)
         if st.submission:
             domain = domain_of(envelope.sender)
             signature = await self.svc.signer.sign(message, domain)
             message = signature + message
-        self._log("accepted", session, envelope, scan=st.notes.get("scan"), **common,
+        self._log("accepted", session, envelope, scan=st.notes.get("scan"), **common, **spam_fields,
                   auth=st.auth_results.header("").lstrip(";\r\n\t ") if st.auth_results else None)
         return await self._deliver(session, envelope, message, st, common)
 
-    def _with_trace_headers(self, server: MailSMTP, session: MailSession, envelope: MailEnvelope, content: bytes,
-                            st: Step) -> bytes:
+    def _received(self, server: MailSMTP, session: MailSession, envelope: MailEnvelope) -> bytes:
+        """Our RFC 5321 §4.4 time stamp line: built before the checks, because spamd reads it too."""
         svc = self.svc
-        now: datetime = svc.clock()
-        if not st.submission:
-            content = strip_forged(content, svc.settings.hostname)
         proto = protocol_name(session.extended_smtp, server.is_tls, session.account is not None,
                               bool(envelope.smtp_utf8))
         single = envelope.rcpt_tos[0] if len(envelope.rcpt_tos) == 1 else None
+        return received(helo=session.host_name or "", client_ip=session.client_ip, hostname=svc.settings.hostname,
+                        protocol=proto, queue_id=envelope.queue_id, tls=session.tls_info, recipient=single,
+                        when=svc.clock().astimezone(svc.policy.tz))
+
+    def _with_trace_headers(self, envelope: MailEnvelope, content: bytes, st: Step) -> bytes:
+        svc = self.svc
+        if not st.submission:
+            content = strip_spam_headers(strip_forged(content, svc.settings.hostname))
         top = return_path(envelope.sender)
         if st.auth_results is not None:
             top += authentication_results(st.auth_results.header(svc.settings.hostname))
-        top += received(helo=session.host_name or "", client_ip=session.client_ip, hostname=svc.settings.hostname,
-                        protocol=proto, queue_id=envelope.queue_id, tls=session.tls_info, recipient=single,
-                        when=now.astimezone(svc.policy.tz))
+        top += st.received
+        if st.spam is not None and not st.submission:
+            # Đ8.2.b: the verdict on received mail, for the recipient's client; submitted mail leaves
+            # without one (an "Unscored" note would only tell other organisations our spamd was down)
+            top += spam_headers(st.spam, svc.policy.spam.junk)
         return top + content
 
     async def _deliver(self, session: MailSession, envelope: MailEnvelope, message: bytes, st: Step,
@@ -172,11 +182,6 @@ class Handler:
         recipients join the queued message instead of the sender sending it all again, which would
         repeat the remote deliveries."""
         svc = self.svc
-        folder = "INBOX"
-        r = st.auth_results
-        if (r is not None and r.dmarc == "fail" and r.dmarc_policy == "quarantine"
-                and svc.policy.dmarc.quarantine_to_junk):
-            folder = svc.policy.folders.junk
         local = [rcpt for rcpt in envelope.recipients if rcpt.accounts]
         remote = list(dict.fromkeys(a for rcpt in envelope.recipients for a in rcpt.remote))
         queued = False
@@ -195,8 +200,9 @@ class Handler:
         accounts = {a.id: a for rcpt in local for a in rcpt.accounts}
         failed: dict[int, Any] = {}
         if accounts:
+            folders = self._folders(st, accounts)
             try:
-                results = await svc.store.deliver_many(list(accounts.values()), message, folder=folder)
+                results = await self._store(accounts, message, folders)
             except Exception as e:
                 log.exception("delivery of %s failed", envelope.queue_id)
                 if not queued:
@@ -212,7 +218,9 @@ class Handler:
             delivered = [aid for aid in results if aid not in failed]
             for aid in delivered:
                 self._log("delivered", session, envelope, message_id=common["message_id"],
-                          recipients=[accounts[aid].address], size=len(message), folder=folder, result="delivered")
+                          recipients=[accounts[aid].address], size=len(message), folder=folders[aid],
+                          result="delivered")
+            self._log_junk(session, envelope, st, [accounts[aid] for aid in delivered], common)
             if not delivered and failed and not queued:
                 return self._all_failed(session, envelope, failed, accounts, common)
         if st.submission:
@@ -223,6 +231,62 @@ class Handler:
         if envelope.hold:
             return f"250 2.0.0 OK queued as {envelope.queue_id}; held for review (Article 6.2.b)"
         return f"250 2.0.0 OK queued as {envelope.queue_id}"
+
+    def _folders(self, st: Step, accounts: dict[int, Any]) -> dict[int, str]:
+        """Each recipient's folder: Junk for spam (per recipient, smtp/spam.py) and for a DMARC failure
+        under p=quarantine (`dmarc.quarantine_to_junk`), INBOX otherwise."""
+        svc = self.svc
+        folder = "INBOX"
+        r = st.auth_results
+        if (r is not None and r.dmarc == "fail" and r.dmarc_policy == "quarantine"
+                and svc.policy.dmarc.quarantine_to_junk):
+            folder = svc.policy.folders.junk
+        junk = st.spam.junk if st.spam is not None else {}
+        return {aid: junk.get(aid, folder) for aid in accounts}
+
+    async def _store(self, accounts: dict[int, Any], message: bytes, folders: dict[int, str]) -> dict[int, Any]:
+        """`deliver_many` once per folder (usually one): one written file per folder, linked to each.
+        A failure raises only while nobody has the message yet (the sender retries it all); after that
+        the recipients of the failed folder fail alone, so a retry cannot duplicate it for the others."""
+        by_folder: dict[str, list[Any]] = {}
+        for aid, account in accounts.items():
+            by_folder.setdefault(folders[aid], []).append(account)
+        results: dict[int, Any] = {}
+        for folder, group in by_folder.items():
+            try:
+                results.update(await self._deliver_into(folder, group, message))
+            except Exception as e:
+                if not results:
+                    raise
+                log.exception("delivery into %s failed after other recipients got the message", folder)
+                error = StoreUnavailable("store", f"could not store the message: {e.__class__.__name__}")
+                results.update({a.id: error for a in group})
+        return results
+
+    async def _deliver_into(self, folder: str, accounts: list[Any], message: bytes) -> dict[int, Any]:
+        """A user may have deleted Junk in Thunderbird: the store recreates the special folders
+        (`create_mailbox` is idempotent) and the message goes there after all, rather than the
+        sender being told to retry for days."""
+        store = self.svc.store
+        results = await store.deliver_many(accounts, message, folder=folder)
+        missing = [a for a in accounts if isinstance(results.get(a.id), FolderNotFound)]
+        if missing and folder != "INBOX":
+            for account in missing:
+                await store.create_mailbox(account)
+            results.update(await store.deliver_many(missing, message, folder=folder))
+        return results
+
+    def _log_junk(self, session: MailSession, envelope: MailEnvelope, st: Step, delivered: list[Any],
+                  common: dict[str, Any]) -> None:
+        """One `spam` event naming the recipients who got the message in Junk because of the filter
+        (the operations counters count them per account: Đ8.2.b reports)."""
+        spam = st.spam
+        if spam is None or not spam.junk:
+            return
+        junked = [a.address for a in delivered if a.id in spam.junk]
+        if junked:
+            self._log("spam", session, envelope, message_id=common["message_id"], recipients=junked,
+                      result="junk", **spam.log_fields())
 
     async def _enqueue(self, session: MailSession, envelope: MailEnvelope, message: bytes, remote: list[str],
                        held_local: list[str], common: dict[str, Any]) -> None:

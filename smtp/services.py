@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -22,6 +22,7 @@ from smtp.dns import Resolver
 from smtp.dsn import Renderer
 from smtp.ratelimit import SendRateLimiter
 from smtp.signing import DkimSigner
+from smtp.spamd import SpamdClient
 from storage.auth import AuthService
 from storage.directory import Directory
 from storage.maillog import MailLog
@@ -40,6 +41,8 @@ class Store(Protocol):
 
     async def deliver_many(self, accounts: list[Account], message: bytes, *, folder: str = ...,
                            system: bool = ...) -> dict[int, Any]: ...
+
+    async def create_mailbox(self, account: Account) -> list[str]: ...
 
 
 Notify = Callable[[str, str], Awaitable[None]]
@@ -65,6 +68,8 @@ class Services:
     sender_auth: SenderAuthenticator | None = None
     # Sends a notice (subject, text) to postmaster@ (built by the composition root)
     notify_postmaster: Notify | None = None
+    # SpamAssassin (Đ8.2.b, Đ13.6); unconfigured: no scoring, said at start and in /healthz
+    spamd: SpamdClient = field(default_factory=SpamdClient)
 
     @property
     def domains(self) -> list[str]:

@@ -20,13 +20,15 @@ worker's `/metrics`; prometheus-client's multiprocess mode is not used.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from storage.auth import LoginEvent, Outcome
 
 PREFIX = "mailserver"
+# SpamAssassin points: the policy's default thresholds (5 junk, 15 reject) are bucket edges; GTUBE is 1000
+SPAM_SCORE_BUCKETS = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 50.0, 100.0, float("inf"))
 
 
 class ServerMetrics:
@@ -61,6 +63,22 @@ class ServerMetrics:
         self.virus_found = Counter(
             f"{PREFIX}_virus_found", "Messages in which clamd found malware (Đ8.2.b), per listener", ["listener"],
             registry=r,
+        )
+        self.spam_checks = Counter(
+            f"{PREFIX}_spam_checks",
+            "Messages judged by the spam filter (Đ8.2.b, Đ13.6), per listener and decision (ham, junk, reject, "
+            "allowed, blocked, unscored, tempfail, outbound-ok, outbound-refused)",
+            ["listener", "decision"], registry=r,
+        )
+        self.spam_score = Histogram(
+            f"{PREFIX}_spam_score", "SpamAssassin scores of the messages scored, per listener", ["listener"],
+            buckets=SPAM_SCORE_BUCKETS, registry=r,
+        )
+        self.spam_learned = Counter(
+            f"{PREFIX}_spam_learned",
+            "Messages taught to spamd's Bayes filter by users moving mail into or out of Junk over IMAP, per "
+            "kind (spam, ham) and result (learned, known: learned that way before, failed)",
+            ["kind", "result"], registry=r,
         )
         self.deliveries = Counter(
             f"{PREFIX}_deliveries",

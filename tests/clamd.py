@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import shutil
 import socket
-import subprocess
-import time
 from pathlib import Path
+
+from tests.daemons import Daemon
 
 EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 CLAMD = shutil.which("clamd") or "/usr/sbin/clamd"
 
 
-class Clamd:
+class Clamd(Daemon):
+    name = "clamd"
+
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.socket = folder / "clamd.sock"
-        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_file = folder / "clamd.log"
 
     def start(self, timeout: float = 30.0) -> Clamd:
         db = self.folder / "db"
@@ -32,21 +34,11 @@ class Clamd:
         conf = self.folder / "clamd.conf"
         conf.write_text(
             f"Foreground yes\nDatabaseDirectory {db}\nLocalSocket {self.socket}\n"
-            f"PidFile {self.folder / 'clamd.pid'}\nLogFile {self.folder / 'clamd.log'}\n"
+            f"PidFile {self.folder / 'clamd.pid'}\nLogFile {self.log_file}\n"
             "StreamMaxLength 64M\nMaxFileSize 64M\nMaxScanSize 200M\n"
         )
-        self.proc = subprocess.Popen([CLAMD, "--config-file", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.ping():
-                return self
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        log = (self.folder / "clamd.log").read_text() if (self.folder / "clamd.log").exists() else ""
-        self.stop()
-        raise RuntimeError(f"clamd did not start:\n{log}")
+        self.launch([CLAMD, "--config-file", str(conf)], timeout)
+        return self
 
     def ping(self) -> bool:
         try:
@@ -57,12 +49,3 @@ class Clamd:
                 return s.recv(16) == b"PONG\0"
         except OSError:
             return False
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()

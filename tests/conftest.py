@@ -84,7 +84,8 @@ def wire(imap_server, imap_user):
     w.close()
 
 
-# SMTP: a real clamd per session, a DNS server and a running SMTP service per test (tests/smtp_fixtures.py)
+# SMTP: a real clamd and spamd per session, a DNS server and a running SMTP service per test
+# (tests/smtp_fixtures.py)
 # Outbound: remote MX hosts on loopback found through the test DNS server (tests/outbound_support.py)
 from tests.outbound_support import outbound_env  # noqa: E402, F401
-from tests.smtp_fixtures import clamd_daemon, dns, smtp_env  # noqa: E402, F401
+from tests.smtp_fixtures import clamd_daemon, dns, smtp_env, spam_env, spamd_daemon  # noqa: E402, F401

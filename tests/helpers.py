@@ -23,6 +23,11 @@ passwords:
 """
 
 
+# The built-in default is Debian's spamd on 127.0.0.1:783; tests talk only to the spamd they start
+# (tests/spamd.py), so a configuration without a `spamd:` line has none.
+NO_SPAMD = "spamd: {host: null, port: null}\n"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -50,7 +55,7 @@ paths:
 listeners:
 {listeners}
 policy_file: policy.yaml
-{extra}""",
+{extra}{NO_SPAMD if "spamd:" not in extra else ""}""",
         encoding="utf-8",
     )
     return cfg

@@ -1,10 +1,12 @@
-"""Fixtures for the SMTP tests: one real clamd per test session, a DNS server and a running server per test.
+"""Fixtures for the SMTP tests: one real clamd and spamd per test session, a DNS server and a running server
+per test.
 
 They are registered in tests/conftest.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,6 +23,7 @@ from smtp.service import SmtpService
 from storage.directory import PersonRequest
 from tests.helpers import free_port, write_config
 from tests.smtp_support import PASSWORD, Clamd, DnsServer, wait_port
+from tests.spamd import Spamd
 
 
 @pytest.fixture(scope="session")
@@ -97,9 +100,9 @@ class SmtpEnv:
 
 
 def message(sender: str, to: str, subject: str = "Giấy mời họp", body: str = "Kính gửi đồng chí.\r\n",
-            extra_headers: str = "") -> bytes:
+            extra_headers: str = "", date: str = "Fri, 27 Nov 2026 09:00:00 +0700") -> bytes:
     return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{abs(hash(subject + body))}@test>\r\n"
-            f"Date: Fri, 27 Nov 2026 09:00:00 +0700\r\nMIME-Version: 1.0\r\n"
+            f"Date: {date}\r\nMIME-Version: 1.0\r\n"
             f"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n{extra_headers}\r\n"
             f"{body}").encode()
 
@@ -132,9 +135,33 @@ async def close_env(env: SmtpEnv) -> None:
 @pytest.fixture
 async def smtp_env(tmp_path: Path, clamd_daemon: Clamd, dns: DnsServer, request: pytest.FixtureRequest) \
         -> AsyncIterator[SmtpEnv]:
+    async with running_env(tmp_path, clamd_daemon, dns, request) as env:
+        yield env
+
+
+@pytest.fixture(scope="session")
+def spamd_daemon() -> Iterator[Spamd]:
+    s = Spamd().start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+async def spam_env(tmp_path: Path, clamd_daemon: Clamd, dns: DnsServer, spamd_daemon: Spamd,
+                   request: pytest.FixtureRequest) -> AsyncIterator[SmtpEnv]:
+    """`smtp_env` scoring through the session's real spamd (Đ8.2.b, Đ13.6)."""
+    spamd = f"spamd: {{host: 127.0.0.1, port: {spamd_daemon.port}, timeout: 60}}\n"
+    async with running_env(tmp_path, clamd_daemon, dns, request, spamd) as env:
+        yield env
+
+
+@contextlib.asynccontextmanager
+async def running_env(tmp_path: Path, clamd_daemon: Clamd, dns: DnsServer, request: pytest.FixtureRequest,
+                      more: str = "") -> AsyncIterator[SmtpEnv]:
+    """The SMTP listeners of a fresh App, with the `smtp_config` marker's policy and settings."""
     marker = request.node.get_closest_marker("smtp_config")
     policy = marker.kwargs.get("policy", "") if marker else ""
-    extra = marker.kwargs.get("extra", "") if marker else ""
+    extra = (marker.kwargs.get("extra", "") if marker else "") + more
     env = await open_env(tmp_path, clamd_daemon, dns, policy=policy, extra=extra)
     try:
         yield env

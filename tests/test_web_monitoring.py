@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.clamd import Clamd
-from tests.helpers import cli, write_config
+from tests.helpers import cli, free_port, write_config
 from tests.logins import http_opener, web_probe
 from tests.server import ServerProcess
 
@@ -63,6 +63,26 @@ def test_healthz_checks_each_listener_clamd_and_disk(tmp_path, clamd):
         assert report["checks"]["listener:web"]["ok"]
 
 
+def test_d8_2_b_healthz_and_the_start_log_say_whether_spam_is_scored(tmp_path, spamd_daemon):
+    """No spamd configured is the operator's choice (healthy, but said); a configured spamd that does
+    not answer fails /healthz, as clamd does."""
+    with serve(tmp_path / "off", "clamd: {socket: null}\n") as server:
+        assert "spam filter off: no spamd configured" in server.output
+        status, report = health(server)
+        assert status == 200 and report["checks"]["spamd"]["ok"] and report["checks"]["spamd"]["configured"] is False
+        assert "not scored" in report["checks"]["spamd"]["note"]
+    on = f"clamd: {{socket: null}}\nspamd: {{host: 127.0.0.1, port: {spamd_daemon.port}}}\n"
+    with serve(tmp_path / "on", on) as server:
+        assert f"spam filter: spamd at 127.0.0.1:{spamd_daemon.port}" in server.output
+        status, report = health(server)
+        assert status == 200 and report["checks"]["spamd"]["address"] == f"127.0.0.1:{spamd_daemon.port}"
+    down = f"clamd: {{socket: null}}\nspamd: {{host: 127.0.0.1, port: {free_port()}}}\n"
+    with serve(tmp_path / "down", down) as server:
+        status, report = health(server)
+        assert status == 503 and not report["checks"]["spamd"]["ok"] and "spamd is down" in \
+            report["checks"]["spamd"]["error"]
+
+
 def test_healthz_fails_when_the_disk_is_nearly_full(tmp_path):
     with serve(tmp_path, "clamd: {socket: null}\nmonitoring: {min_free_disk: 1000TiB}\n") as server:
         status, report = health(server)
@@ -87,7 +107,8 @@ def test_metrics_count_logins_by_protocol_and_outcome(tmp_path):
         for metric in ("mailserver_connections", "mailserver_messages_accepted", "mailserver_messages_rejected",
                        "mailserver_virus_found", "mailserver_deliveries", "mailserver_queue_depth",
                        "mailserver_imap_sessions", "mailserver_login_failures", "mailserver_job_runs",
-                       "mailserver_password_changes", "process_resident_memory_bytes"):
+                       "mailserver_password_changes", "mailserver_spam_checks", "mailserver_spam_score",
+                       "mailserver_spam_learned", "process_resident_memory_bytes"):
             assert metric in names, metric
 
 

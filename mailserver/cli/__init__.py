@@ -31,6 +31,7 @@ from mailserver.cli import (
     reindex_cmd,
     report_cmd,
     serve_cmd,
+    spam_cmd,
     units,
 )
 from mailserver.cli.common import Context, Handler, common_options
@@ -38,7 +39,7 @@ from policy.errors import ConfigError, MailserverError
 from storage.directory import ImportFailed
 
 GROUPS = [init_cmd, config_cmd, serve_cmd, units, accounts, aliases, directory_cmd, audit, dns_cmd, quota_cmd,
-          reindex_cmd, log_cmd, dkim_cmd, jobs_cmd, notice_cmd, report_cmd, queue_cmd, migrate_cmd]
+          reindex_cmd, log_cmd, dkim_cmd, jobs_cmd, notice_cmd, report_cmd, queue_cmd, spam_cmd, migrate_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:
