@@ -210,6 +210,25 @@ async def test_spamd_down_with_tempfail_policy_is_451_4_7_1_and_nothing_is_store
     assert deferred["check"] == "spam" and deferred["spam"] == "tempfail"
 
 
+@pytest.mark.smtp_config(policy="spam:\n  on_spamd_error: tempfail\nsending:\n  hold_after_refusals: 1\n")
+async def test_d13_6_spamd_down_with_tempfail_policy_keeps_submitted_mail_in_the_outbox(spam_env):
+    """Submitted mail follows the same policy: 451 4.7.1, Outlook keeps the message and sends it again; nothing
+    is delivered or queued, and a temporary refusal does not count toward the Đ6.2.b hold."""
+    a = await spam_env.person("Nguyễn Văn An")
+    b = await spam_env.person("Trần Thị Bình")
+    spam_env.svc.spamd.port = 1
+    c = await spam_env.login(a)
+    with pytest.raises(aiosmtplib.SMTPDataError) as e:
+        await c.sendmail(a, [b, "doitac@example.org"], mail(a, b, body=NORMAL))
+    await c.quit()
+    assert e.value.code == 451 and e.value.message.startswith("4.7.1") and "Article 13.6" in e.value.message
+    assert await spam_env.inbox(b) == [] and await spam_env.app.queue.list() == []
+    (deferred,) = spam_env.log_events(event="deferred")
+    assert deferred["check"] == "outbound_spam" and deferred["spam"] == "tempfail"
+    # one counted refusal would have held the account (hold_after_refusals: 1): spamd's outage is not the sender's
+    assert await spam_env.app.directory.outbound_hold(await spam_env.app.directory.get_account(a)) is None
+
+
 async def test_without_spamd_configured_mail_flows_unscored_and_the_log_says_off(smtp_env):
     a = await smtp_env.person("Nguyễn Văn An")
     await send_mx(smtp_env, [a], f"{GTUBE}\r\n")

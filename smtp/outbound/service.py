@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,7 @@ log = logging.getLogger("smtp.outbound")
 STOP_GRACE = 10.0  # seconds running deliveries get to finish at shutdown
 HEAD_LIMIT = 256 * 1024
 MIN_WAIT = 0.2
+AFTER_ERROR = 300.0  # seconds a message waits after its delivery task failed on our side (not a remote's 4xx)
 
 
 def read_head(path: Path) -> bytes:
@@ -170,7 +171,11 @@ class OutboundService:
                     log.error("queue %s: delivery failed", entry.id, exc_info=res)
             await self._conclude(entry)
         except Exception:
-            log.exception("queue %s: delivery failed; it stays queued", entry.id)
+            retry = self.clock() + timedelta(seconds=AFTER_ERROR)
+            log.exception("queue %s: delivery failed; it stays queued until %s", entry.id,
+                          retry.isoformat(timespec="seconds"))
+            with contextlib.suppress(Exception):
+                await self.queue.postpone(entry.id, retry)
         finally:
             with contextlib.suppress(Exception):
                 await self.queue.unlease(entry.id, self.owner)
