@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export MAILSERVER_CONFIG ?= $(CURDIR)/config/dev.yaml
 
-.PHONY: run test venv test-deps lint bench clean
+.PHONY: run test venv test-deps container-check lint bench clean
 
 venv: $(STAMP)
 
@@ -21,10 +21,17 @@ run: venv
 	$(BIN)/mailserver init
 	exec $(BIN)/mailserver serve
 
-# Installs the Debian packages the tests need (as root), then lint and the whole suite.
+# Installs the Debian packages the tests need (as root), then lint, the whole suite, and the
+# container check (which says clearly when podman cannot run here).
 test: venv test-deps
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+	@$(MAKE) --no-print-directory container-check
+
+# Builds the Dockerfile unchanged with podman and runs the image (tests/container_check.py);
+# as root it installs podman and builds a cached debootstrap stand-in for python:3.11-slim.
+container-check: venv
+	@PYTHON=$(BIN)/python .ci/container-check
 
 test-deps:
 	@.ci/test-deps

@@ -120,6 +120,7 @@ class ImapServer:
         self.allow_plaintext_login = allow_plaintext_login
         self._server: asyncio.Server | None = None
         self.sessions: set[Session] = set()
+        self.draining = False  # SIGTERM: sessions end after the command they are executing
 
     # Session reads these through its server.
     @property
@@ -167,14 +168,28 @@ class ImapServer:
         assert self._server is not None
         return int(self._server.sockets[0].getsockname()[1])
 
+    async def drain(self, grace: float) -> None:
+        """SIGTERM: accept no new connection; sessions waiting for a command or in IDLE get BYE at once;
+        a command executing (an APPEND being saved, a MOVE) may finish for `grace` seconds, then BYE."""
+        if self._server is None:
+            return
+        self._server.close()
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self.sessions and loop.time() < deadline:
+            for s in list(self.sessions):
+                if not s.busy or s.idling:
+                    s.shutdown()
+            await asyncio.sleep(0.05)
+
     async def stop(self) -> None:
         if self._server is None:
             return
         self._server.close()
+        self.draining = True
         for s in list(self.sessions):
-            s.untagged("BYE " + _shutdown_text())
-            s.flush()
-            s.conn.close()
+            s.shutdown()
         tasks = [s.conn.task for s in self.sessions if s.conn.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=5)
@@ -212,8 +227,3 @@ def _where(sockname: Any) -> str:
     host, port = sockname[0], sockname[1]
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
-
-def _shutdown_text() -> str:
-    from imap_gateway.texts import SHUTDOWN
-
-    return SHUTDOWN

@@ -49,6 +49,8 @@ class Session:
         self.enabled: set[str] = set()
         self.bad_in_a_row = 0
         self.idling = False
+        self.busy = False  # a command is executing (SIGTERM lets it finish; see ImapServer.drain)
+        self._said_bye = False
         self._out: list[bytes] = []
         self._out_size = 0
         self.client_id: dict[str, str] = {}
@@ -125,7 +127,13 @@ class Session:
                     if r.fatal:
                         break
                     continue
-                await self.execute(raw)
+                self.busy = True
+                try:
+                    await self.execute(raw)
+                finally:
+                    self.busy = False
+                if self.server.draining:
+                    self.shutdown()  # the server is stopping: this command was the last
             await self.drain()
         except (Closed, ConnectionError):
             pass
@@ -238,6 +246,16 @@ class Session:
         sel.dirty = True
         if self.idling:
             self.conn.interrupt()
+
+    def shutdown(self) -> None:
+        """The server is stopping: BYE (RFC 3501 §7.1.5) and close, between commands or during IDLE."""
+        if self._said_bye:
+            return
+        self._said_bye = True
+        self.untagged("BYE " + texts.SHUTDOWN)
+        self.flush()
+        self.conn.close()
+        self.state = State.logout
 
     async def close(self) -> None:
         self.state = State.logout

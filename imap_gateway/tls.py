@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import ssl
 from asyncio import sslproto
-from pathlib import Path
 
 # One maximal TLS record: 16 KiB of plaintext plus header, MAC and padding (RFC 8446 §5.2).
 BUFFER_SIZE = 16 * 1024 + 512
@@ -49,17 +48,6 @@ class SmallBufferSSLProtocol(sslproto.SSLProtocol):
 
     def get_buffer(self, n: int) -> memoryview:
         return _SHARED
-
-
-def server_context(cert: Path, key: Path) -> ssl.SSLContext:
-    """TLS 1.2+ with the certificate `mailserver init` (or the operator) provides."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-    # Session tickets cost memory per connection in OpenSSL for TLS 1.3 and buy
-    # little for long-lived IMAP connections; one ticket is enough for a reconnect.
-    ctx.num_tickets = 1
-    return ctx
 
 
 def implicit_tls_factory(

@@ -217,6 +217,10 @@ def duration_vi(d: CalendarDuration) -> str:
 
 
 class Notices:
+    def set_policy(self, policy: Policy) -> None:
+        """A reloaded policy (SIGHUP): folder names and dates of the next notice follow it."""
+        self.policy = policy
+
     def __init__(self, settings: Settings, policy: Policy, store: MailStore, clock: Callable[[], datetime]) -> None:
         self.settings = settings
         self.policy = policy
@@ -330,6 +334,10 @@ class DeliveryReports:
 
     def __init__(self, settings: Settings, policy: Policy) -> None:
         self.settings = settings
+        self.policy = policy
+
+    def set_policy(self, policy: Policy) -> None:
+        """A reloaded policy (SIGHUP): the delay a notice quotes follows it."""
         self.policy = policy
 
     def _blocks(self, failures: list[Failure], table: dict[str, tuple[str, str]]) -> tuple[str, str]:

@@ -9,6 +9,13 @@ the store it writes to closes.
 A service may also name the `listeners` (keys of `listeners:` in
 mailserver.yaml) it serves: once it has started, `/healthz` checks that each
 of them accepts connections, and the tests log in through each of them.
+
+Signals: SIGTERM and SIGINT stop. A service with `drain(grace)` (SMTP,
+IMAP) first stops accepting, closes idle connections at once and lets work
+under way finish for at most `shutdown_grace` seconds; all drain together,
+then each `stop()` runs in reverse order. SIGHUP reloads policy.yaml and
+the TLS certificate (`mailserver.reload`); the certificate is one object
+owned by the App (`mailserver.tls`) that every listener shares.
 """
 
 from __future__ import annotations
@@ -22,14 +29,15 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from imap_gateway.server import ImapBackend, ImapServer
-from imap_gateway.tls import server_context
 from mailserver.app import App
 from mailserver.health import clamd_check, disk_check, listener_check, queue_check, spamd_check
+from mailserver.reload import Reloader
 from mailserver.scheduler import JobScheduler
 from mailserver.smtp_wiring import build_mail_services, clamd_client, spamd_client
 from mailserver.spamtraining import SpamTrainer
 from mailserver.web.service import WebService
 from policy.limits import message_size_limit
+from policy.model import Policy
 from policy.settings import LISTENER_NAMES
 from storage.metrics import ServerMetrics
 
@@ -40,6 +48,8 @@ class Service(Protocol):
     name: str
     # Optional: the keys of `listeners:` this service serves (e.g. ("imap", "imaps")).
     # listeners: tuple[str, ...]
+    # Optional, for SIGTERM: stop accepting, let work under way finish for at most `grace` seconds.
+    # async def drain(self, grace: float) -> None: ...
 
     async def start(self) -> list[str]: ...
 
@@ -66,6 +76,12 @@ def spam_trainer(app: App) -> SpamTrainer | None:
         return None
     trainer = SpamTrainer(app.store, spamd, app.policy.folders, app.metrics, app.policy.spam.max_scan_size)
     app.closers.append(trainer.close)
+
+    def follow(policy: Policy) -> None:  # SIGHUP: the Junk folder's name and how much of a message is taught
+        trainer.folders = policy.folders
+        trainer.max_scan_size = policy.spam.max_scan_size
+
+    app.policy_listeners.append(follow)
     return trainer
 
 
@@ -80,11 +96,17 @@ def imap_services(app: App) -> list[Service]:
         # accepted can always be saved to Sent.
         append_limit=message_size_limit(app.policy.attachments),
         attachments=app.policy.attachments,
-        ssl_context=server_context(settings.cert_path, settings.key_path),
+        ssl_context=app.server_tls().context,  # one certificate for every listener (mailserver/tls.py)
         timezone=app.policy.tz,
         metrics=app.metrics,
     )
     backend.observers.append(imap_session_gauge(app.metrics))
+
+    def follow(policy: Policy) -> None:  # SIGHUP: APPENDLIMIT and the attachment rule of APPEND
+        backend.append_limit = message_size_limit(policy.attachments)
+        backend.attachments = policy.attachments
+
+    app.policy_listeners.append(follow)
     trainer = spam_trainer(app)
     if trainer is not None:
         backend.transfer_observers.append(trainer.on_transfer)
@@ -137,6 +159,16 @@ def served_listeners(service: Service) -> tuple[str, ...]:
     return (service.name,) if service.name in LISTENER_NAMES else ()
 
 
+async def drain(services: list[Service], grace: float) -> None:
+    """SIGTERM, first step: every service that can stops accepting and lets what is under way finish, all at
+    the same time, so the whole stop takes `grace` at most (not `grace` per service)."""
+    drains = [(s, s.drain(grace)) for s in services if hasattr(s, "drain")]
+    results = await asyncio.gather(*(d for _, d in drains), return_exceptions=True)
+    for (service, _), result in zip(drains, results, strict=True):
+        if isinstance(result, BaseException):
+            log.error("error draining %s: %r", service.name, result)
+
+
 # glibc mallopt() parameter number (malloc.h); not exposed by Python.
 M_MMAP_THRESHOLD = -3
 
@@ -161,11 +193,20 @@ def return_large_allocations_to_the_system() -> None:
 
 
 async def serve(app: App, stop: asyncio.Event | None = None) -> None:
+    """Run until SIGTERM/SIGINT (or `stop`); SIGHUP reloads the policy and the certificate (mailserver/reload.py).
+
+    In a container this process is PID 1: the kernel gives PID 1 no default signal actions, so every
+    signal the server should act on has a handler here, installed before anything else can go wrong.
+    """
     return_large_allocations_to_the_system()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    # The certificate is checked before any port opens: a missing or broken one is one clear error.
+    app.server_tls()
+    reloader = Reloader(app)
+    loop.add_signal_handler(signal.SIGHUP, reloader.reload)
     started: list[Service] = []
     register_health_checks(app)
     try:
@@ -183,13 +224,15 @@ async def serve(app: App, stop: asyncio.Event | None = None) -> None:
         else:
             log.info("ready: no protocol services in this version yet (directory only); Ctrl-C stops")
         await stop.wait()
-        log.info("stopping")
+        grace = app.settings.shutdown_grace
+        log.info("stopping: no new connections; finishing what is under way (at most %g s)", grace)
+        await drain(started, grace)
     finally:
         for service in reversed(started):
             try:
                 await service.stop()
             except Exception:
                 log.exception("error stopping %s", service.name)
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             loop.remove_signal_handler(sig)
     log.info("stopped")

@@ -72,6 +72,8 @@ def spamd_client(settings: Settings) -> SpamdClient:
 def build_services(app: App) -> Services:
     settings, policy = app.settings, app.policy
     resolver = Resolver(settings.dns.nameservers, settings.dns.port, settings.dns.timeout)
+    reports = DeliveryReports(settings, policy)
+    app.policy_listeners.append(reports.set_policy)
     svc = Services(
         settings=settings,
         policy=policy,
@@ -86,8 +88,9 @@ def build_services(app: App) -> Services:
         clock=app.clock,
         queue=app.queue,
         resolver=resolver,
-        render_report=DeliveryReports(settings, policy).render,
+        render_report=reports.render,
         sender_auth=SenderAuthenticator(resolver),
+        tls_context=app.server_tls().context,
         spamd=spamd_client(settings),
     )
 
@@ -106,6 +109,7 @@ def build_services(app: App) -> Services:
         await app.store.deliver(target, m.as_bytes(), system=True)
 
     svc.notify_postmaster = notify_postmaster
+    app.policy_listeners.append(svc.set_policy)
     svc.maillog.listeners.append(metrics_observer(app.metrics))
     return svc
 
@@ -114,4 +118,6 @@ def build_mail_services(app: App) -> tuple[OutboundService, SmtpService]:
     """The queue's workers and the SMTP listeners, sharing one resolver and one mail log. The workers
     start first and stop last, so nothing is queued while they are not there to see it."""
     svc = build_services(app)
-    return OutboundService(svc, app.metrics), SmtpService(svc)
+    outbound = OutboundService(svc, app.metrics)
+    app.policy_listeners.append(outbound.set_policy)
+    return outbound, SmtpService(svc)

@@ -373,6 +373,10 @@ class Settings(Section):
     monitoring: Monitoring = Monitoring()
     operators: Operators = Operators()
     jobs: Jobs = Jobs()
+    # Seconds SIGTERM waits for messages being received and IMAP commands in progress before closing
+    # (idle connections are closed at once). Keep it below the stopper's own limit: `docker/podman stop`
+    # 10 s unless --time, compose stop_grace_period, systemd TimeoutStopSec.
+    shutdown_grace: float = Field(default=8.0, ge=0, le=600)
 
     @field_validator("domains")
     @classmethod

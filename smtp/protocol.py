@@ -168,6 +168,19 @@ class MailSMTP(SMTP):
             self._admitted_ip = None
         super().connection_lost(error)
 
+    # ------------------------------------------------------------------ shutdown (SIGTERM)
+
+    @property
+    def in_transaction(self) -> bool:
+        """MAIL was accepted and the reply after DATA not yet sent: the drain lets this finish."""
+        return self.envelope is not None and self.envelope.mail_from is not None
+
+    def close_for_shutdown(self) -> None:
+        """RFC 5321 §3.8: 421 and close; the client tries again later (nothing unacknowledged is lost)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(b"421 4.3.2 Service shutting down, please try again later\r\n")
+            self.transport.close()
+
     # ------------------------------------------------------------------ replies
 
     async def push(self, status: Any) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import weakref
 from typing import Any
 
 from policy.settings import Listener
@@ -23,13 +24,6 @@ NAMES = ("smtp", "submission", "submissions")
 log = logging.getLogger("smtp.service")
 
 
-def server_tls_context(cert: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(cert, key)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    return ctx
-
-
 class SmtpService:
     name = "smtp"
 
@@ -38,6 +32,8 @@ class SmtpService:
         self.handler = Handler(svc)
         self.servers: list[asyncio.AbstractServer] = []
         self.limits: dict[str, ConnectionLimits] = {}
+        # every connection of every listener, for the drain at SIGTERM (closed ones drop out by themselves)
+        self.connections: weakref.WeakSet[MailSMTP] = weakref.WeakSet()
         # for /healthz (mailserver.serve): the listeners this service opens
         self.listeners = tuple(n for n in NAMES if getattr(svc.settings.listeners, n).enabled)
 
@@ -46,7 +42,7 @@ class SmtpService:
         limits = self.limits.setdefault(listener, ConnectionLimits(s.max_connections, s.max_connections_per_ip))
 
         def make() -> MailSMTP:
-            return MailSMTP(
+            protocol = MailSMTP(
                 self.handler,
                 listener=listener,
                 implicit_tls=listener == "submissions",
@@ -61,6 +57,8 @@ class SmtpService:
                 enable_SMTPUTF8=True,
                 timeout=s.command_timeout,
             )
+            self.connections.add(protocol)
+            return protocol
 
         return make
 
@@ -69,7 +67,8 @@ class SmtpService:
         if not self.svc.clamd.configured:
             log.warning("clamd is not configured: every message is refused with 451 4.7.1 (Đ8.2.b) "
                         "unless policy virus.on_scanner_error is accept")
-        tls = server_tls_context(str(settings.cert_path), str(settings.key_path))
+        # The composition root's context: the same certificate as IMAP and the web, swapped by a reload.
+        tls = self.svc.tls_context
         loop = asyncio.get_running_loop()
         where = []
         for name in self.listeners:
@@ -84,9 +83,34 @@ class SmtpService:
                 where.append(f"{name} {host}:{port}")
         return where
 
+    def _open(self) -> list[MailSMTP]:
+        return [p for p in self.connections if p.transport is not None]
+
+    async def drain(self, grace: float) -> None:
+        """SIGTERM: accept no new connection; idle clients get 421 at once; a transaction under way (from
+        MAIL to the reply after DATA) may finish for `grace` seconds. Nothing is lost either way: a
+        message is acknowledged only once it is on disk, and a client cut off before that retries."""
+        for server in self.servers:
+            server.close()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while True:
+            for protocol in self._open():
+                if not protocol.in_transaction:
+                    protocol.close_for_shutdown()
+            busy = self._open()
+            if not busy or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        if busy:
+            log.warning("closing %d SMTP connection(s) in the middle of a transaction after %g s; "
+                        "their clients will send again", len(busy), grace)
+
     async def stop(self) -> None:
         for server in self.servers:
             server.close()
+        for protocol in self._open():
+            protocol.close_for_shutdown()
         for server in self.servers:
             await server.wait_closed()
         self.servers.clear()

@@ -8,12 +8,13 @@ passed here, so tests and the server assemble the same objects.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
-from policy.limits import QuotaCheck
+from policy.limits import QuotaCheck, message_size_limit
 from policy.model import Policy
 from policy.settings import Settings
 from smtp.authn import SenderAuthenticator
@@ -61,6 +62,8 @@ class Services:
     maillog: MailLog
     size_limit: int
     clock: Callable[[], datetime]
+    # The server certificate of STARTTLS and port 465; owned and reloaded by the composition root.
+    tls_context: ssl.SSLContext
     # The outbound queue (remote recipients, held mail), the one DNS resolver, and the text of bounces
     queue: OutboundQueue
     resolver: Resolver
@@ -74,6 +77,14 @@ class Services:
     @property
     def domains(self) -> list[str]:
         return self.settings.domains
+
+    def set_policy(self, policy: Policy) -> None:
+        """A reloaded policy (SIGHUP): checks read `policy` at each message; the SIZE limit and the Đ6.2.b
+        window are derived values, so they are derived again (new connections advertise the new SIZE)."""
+        self.policy = policy
+        self.size_limit = message_size_limit(policy.attachments)
+        self.rates.window = policy.sending.window.approx_seconds
+        self.rates.hold_after = policy.sending.hold_after_refusals
 
     async def hold_account(self, account: Account, reason: str) -> None:
         """Đ6.2.b: hold the account's outbound mail, audit it, tell postmaster@. Suspension stays an

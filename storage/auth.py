@@ -91,6 +91,7 @@ class AuthService:
         self.limiter = limiter
         self.account_url = account_url
         self.monotonic = monotonic
+        # the composition root sets it again when SIGHUP reloads the policy
         self.cache_ttl = directory.policy.auth.cache_ttl.approx_seconds
         self._secret = os.urandom(32)
         self._cache: dict[bytes, tuple[int, float]] = {}

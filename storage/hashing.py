@@ -52,6 +52,12 @@ class PasswordHasher:
     """
 
     def __init__(self, rules: HashPolicy) -> None:
+        self.set_rules(rules)
+        self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="pwhash")
+
+    def set_rules(self, rules: HashPolicy) -> None:
+        """New costs (a policy reloaded by SIGHUP) apply to the next hash; existing hashes still verify and
+        are upgraded at the next login, as after any cost change."""
         self.rules = rules
         self.context = CryptContext(
             schemes=_SCHEMES,
@@ -63,7 +69,6 @@ class PasswordHasher:
             argon2__parallelism=rules.argon2_parallelism,
             bcrypt__rounds=rules.bcrypt_rounds,
         )
-        self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="pwhash")
 
     @property
     def byte_limit(self) -> int | None:

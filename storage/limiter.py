@@ -67,11 +67,16 @@ class BruteForceLimiter:
         trusted_networks: list[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.rules = rules
         self.trusted = [ipaddress.ip_network(n, strict=False) for n in trusted_networks or []]
         self.clock = clock
         self._counters: dict[tuple[str, str], _Counter] = {}
         self._secret = os.urandom(32)
+        self.set_rules(rules)
+
+    def set_rules(self, rules: AuthPolicy) -> None:
+        """New limits (a policy reloaded by SIGHUP) apply from the next failure; counts so far are kept,
+        so a reload never unblocks an attacker."""
+        self.rules = rules
         self.window = rules.window.approx_seconds
         self.cooling_off = rules.cooling_off.approx_seconds
 

@@ -150,6 +150,10 @@ class IndexPool:
     def open_count(self) -> int:
         return len(self._handles)
 
+    def open_indexes(self) -> list[AccountIndex]:
+        """The indexes open now (a reloaded policy is handed to them)."""
+        return [h.index for h in self._handles.values()]
+
     @contextlib.asynccontextmanager
     async def use(self, account: Any) -> AsyncIterator[Handle]:
         handle = await self._get(account)  # already counted as a user: never evicted or reaped under us

@@ -424,24 +424,39 @@ class _QueueDB:
         return Stats(row["n"], row["held"] or 0, pending, parse_ts(row["oldest"]))
 
     def next_due(self, owner: str) -> datetime | None:
+        """When the next unheld message not leased by this worker falls due (see `claim`)."""
         row = self.db.execute(
-            "SELECT MIN(r.next_attempt_at) FROM recipients r JOIN messages m ON m.id = r.queue_id "
-            "WHERE r.state='pending' AND m.held_at IS NULL AND (m.lease_owner IS NULL OR m.lease_owner != ?)",
-            (owner,),
+            "SELECT MIN(t) FROM ("
+            " SELECT MIN(r.next_attempt_at) AS t FROM recipients r JOIN messages m ON m.id = r.queue_id"
+            "  WHERE (r.state='pending' OR (r.state='failed' AND r.reported=0)) AND m.held_at IS NULL"
+            "  AND (m.lease_owner IS NULL OR m.lease_owner != ?)"
+            " UNION ALL"
+            " SELECT MIN(m.delay_notice_at) FROM messages m WHERE m.delay_notified_at IS NULL"
+            "  AND m.delay_notice_at IS NOT NULL AND m.held_at IS NULL"
+            "  AND (m.lease_owner IS NULL OR m.lease_owner != ?)"
+            "  AND EXISTS (SELECT 1 FROM recipients r WHERE r.queue_id = m.id AND r.state='pending'))",
+            (owner, owner),
         ).fetchone()
         return parse_ts(row[0])
 
     # -------------------------------------------------------------- delivering
 
     def claim(self, owner: str, now: datetime, limit: int, exclude: set[str]) -> list[Entry]:
-        """Lease up to `limit` unheld messages with a recipient due, not leased by a live worker."""
+        """Lease up to `limit` unheld messages that are due, oldest first, not leased by a live worker.
+
+        Due: a pending recipient's next attempt has come; a failure is not reported yet (the process
+        died between recording a 5xx and queueing its bounce, or the bounce could not be written); or the
+        sender is owed a delay notice, whether or not a recipient is due for another attempt then."""
         rows = self.db.execute(
-            "SELECT m.id, m.lease_owner, m.lease_until, MIN(r.next_attempt_at) AS due "
-            "FROM messages m JOIN recipients r ON r.queue_id = m.id "
-            "WHERE m.held_at IS NULL AND r.state='pending' AND r.next_attempt_at <= ? "
-            "AND (m.lease_owner IS NULL OR m.lease_owner != ?) "
-            "GROUP BY m.id ORDER BY due LIMIT ?",
-            (ts(now), owner, limit + len(exclude) + 50),
+            "SELECT id, lease_owner, lease_until FROM messages WHERE id IN ("
+            " SELECT queue_id FROM recipients WHERE (state='pending' OR (state='failed' AND reported=0))"
+            "  AND next_attempt_at <= ?"
+            " UNION"
+            " SELECT m.id FROM messages m WHERE m.delay_notified_at IS NULL AND m.delay_notice_at <= ?"
+            "  AND EXISTS (SELECT 1 FROM recipients r WHERE r.queue_id = m.id AND r.state='pending'))"
+            " AND held_at IS NULL AND (lease_owner IS NULL OR lease_owner != ?)"
+            " ORDER BY arrived_at LIMIT ?",
+            (ts(now), ts(now), owner, limit + len(exclude) + 50),
         ).fetchall()
         alive: dict[str, bool] = {}
         chosen = []
@@ -519,6 +534,18 @@ class _QueueDB:
         if left == 0:
             self.path(queue_id).unlink(missing_ok=True)
         return left == 0
+
+    def postpone(self, queue_id: str, until: datetime) -> None:
+        """Nothing of this message falls due before `until` (its recipients' attempts, its delay notice):
+        after a delivery task failed unexpectedly (a broken notice template, a vanished file), so the
+        dispatcher does not claim it again at once, in a loop."""
+        with self._tx() as db:
+            db.execute("UPDATE recipients SET next_attempt_at=MAX(next_attempt_at, ?) "
+                       "WHERE queue_id=? AND (state='pending' OR (state='failed' AND reported=0))",
+                       (ts(until), queue_id))
+            db.execute("UPDATE messages SET delay_notice_at=MAX(delay_notice_at, ?) "
+                       "WHERE id=? AND delay_notice_at IS NOT NULL AND delay_notified_at IS NULL",
+                       (ts(until), queue_id))
 
     def unlease(self, queue_id: str, owner: str) -> None:
         with self._tx() as db:
@@ -655,6 +682,11 @@ class OutboundQueue:
             raise asyncio.CancelledError
         return fut.result()
 
+    def set_policy(self, policy: OutboundPolicy) -> None:
+        """A reloaded policy (SIGHUP): messages queued from now on get its give-up and delay-notice times
+        (those already queued keep theirs, as their senders were promised)."""
+        self._db.policy = policy
+
     @property
     def workers_folder(self) -> Path:
         return self._db.workers
@@ -730,6 +762,9 @@ class OutboundQueue:
             for cb in self.on_enqueued:
                 cb()
         return removed
+
+    async def postpone(self, queue_id: str, until: datetime) -> None:
+        await self._call(self._db.postpone, queue_id, until)
 
     async def unlease(self, queue_id: str, owner: str) -> None:
         await self._call(self._db.unlease, queue_id, owner)

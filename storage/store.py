@@ -88,16 +88,25 @@ class MailStore:
         self.notifier = Notifier()
         self.pool = IndexPool(self._open_index, self.notifier, threads=threads, max_open=max_open,
                               idle_seconds=idle_seconds)
-        f = policy.folders
-        # RFC 6154 special-use folders created with every mailbox; names from policy.folders
-        self.special: dict[str, str] = {f.sent: "\\Sent", f.drafts: "\\Drafts", f.trash: "\\Trash",
-                                        f.junk: "\\Junk", f.archive: "\\Archive"}
         self.watch_interval = watch_interval
         self._watcher: asyncio.Task[None] | None = None
         self._watched: dict[int, Account] = {}
         self._activity: dict[int, float] = {}
         self._quotas: dict[int, tuple[float, int]] = {}  # account id -> (looked up at, quota)
         directory.on_change.append(self._forget_quota)  # an operator's set-quota applies at once
+        self.set_policy(policy)
+
+    def set_policy(self, policy: Policy) -> None:
+        """Use `policy` from now on (at start, and when SIGHUP reloads policy.yaml): quota rules reach the
+        indexes already open, so a changed Đ7.3.c threshold counts from the next delivery."""
+        self.policy = policy
+        f = policy.folders
+        # RFC 6154 special-use folders created with every mailbox; names from policy.folders
+        self.special: dict[str, str] = {f.sent: "\\Sent", f.drafts: "\\Drafts", f.trash: "\\Trash",
+                                        f.junk: "\\Junk", f.archive: "\\Archive"}
+        for index in self.pool.open_indexes():
+            index.quota_rules = policy.quota
+        self._quotas.clear()  # effective quotas depend on quota.default
 
     # ------------------------------------------------------------------ where things are
 

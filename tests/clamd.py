@@ -27,7 +27,8 @@ class Clamd(Daemon):
         self.socket = folder / "clamd.sock"
         self.log_file = folder / "clamd.log"
 
-    def start(self, timeout: float = 30.0) -> Clamd:
+    def start(self, timeout: float = 30.0, extra: str = "") -> Clamd:
+        """`extra`: more clamd.conf lines (e.g. `LocalSocketMode 666` for a client running as another uid)."""
         db = self.folder / "db"
         db.mkdir(parents=True, exist_ok=True)
         (db / "eicar.ndb").write_text(f"Eicar-Test-Signature:0:*:{EICAR.hex()}\n")
@@ -35,7 +36,7 @@ class Clamd(Daemon):
         conf.write_text(
             f"Foreground yes\nDatabaseDirectory {db}\nLocalSocket {self.socket}\n"
             f"PidFile {self.folder / 'clamd.pid'}\nLogFile {self.log_file}\n"
-            "StreamMaxLength 64M\nMaxFileSize 64M\nMaxScanSize 200M\n"
+            "StreamMaxLength 64M\nMaxFileSize 64M\nMaxScanSize 200M\n" + extra
         )
         self.launch([CLAMD, "--config-file", str(conf)], timeout)
         return self

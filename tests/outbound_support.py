@@ -7,7 +7,7 @@ server the tests start (tests/smtp_support.py) publishes `MX 10
 mx.<domain>` and `mx.<domain> A 127.0.0.N` for each, so the queue routes by
 real MX and A lookups. A sink can accept, refuse some recipients (5xx),
 answer 4xx a number of times before accepting, drop the connection in the
-middle of DATA, hold its answer until the test opens a gate, advertise or
+middle of DATA, hold its answer until the test opens a gate, never answer at all, advertise or
 withhold PIPELINING, SMTPUTF8, 8BITMIME, SIZE, STARTTLS, and require AUTH.
 """
 
@@ -82,6 +82,7 @@ class Behaviour:
     data_replies: list[str] = field(default_factory=list)  # answers to the next DATAs, then 250
     drop_data: int = 0  # drop the connection in the middle of the next N DATAs
     gate: asyncio.Event | None = None  # hold the answer to DATA until set
+    silent: bool = False  # accept connections and never say a word (not even the greeting)
 
 
 class SinkSMTP(AioSMTP):
@@ -116,6 +117,17 @@ class SinkSMTP(AioSMTP):
         await super().smtp_DATA(arg)
 
 
+class SilentPeer(asyncio.Protocol):
+    """A host that accepts the TCP connection and never answers: the client's greeting timeout ends it."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.sink.connections += 1
+        self.sink.silenced.append(transport)
+
+
 class Sink:
     """One remote MX host (the hooks are aiosmtpd's handler interface)."""
 
@@ -129,13 +141,16 @@ class Sink:
         self.open_now = 0
         self.max_open = 0
         self.drops = 0
+        self.silenced: list[asyncio.BaseTransport] = []
         self.data_seen = asyncio.Event()
         self.server: asyncio.AbstractServer | None = None
 
     async def start(self) -> Sink:
         b = self.behaviour
 
-        def make() -> SinkSMTP:
+        def make() -> asyncio.Protocol:
+            if b.silent:
+                return SilentPeer(self)
             kw: dict[str, Any] = {"hostname": self.name, "enable_SMTPUTF8": b.smtputf8, "decode_data": False,
                                   "data_size_limit": b.size, "tls_context": b.tls}
             if b.auth is not None:
@@ -152,6 +167,8 @@ class Sink:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+        for t in self.silenced:
+            t.abort()
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
                           responses: list[str]) -> list[str]:
@@ -337,11 +354,14 @@ class OutboundEnv:
         return lambda data: bool(dkim.verify(data, dnsfunc=dnsfunc))
 
 
-OUTBOUND_TEST_SETTINGS = (
-    "  poll_interval: 0.2\n"
-    "  timeouts: {connect: 10, greeting: 60, command: 60, mail: 60, rcpt: 60, data_init: 60, data_block: 60, "
-    "data_end: 60}\n"
-)
+# generous on a loaded machine; a test shortens one with @pytest.mark.outbound_config(timeouts={...})
+TEST_TIMEOUTS = {"connect": 10, "greeting": 60, "command": 60, "mail": 60, "rcpt": 60, "data_init": 60,
+                 "data_block": 60, "data_end": 60}
+
+
+def outbound_test_settings(timeouts: dict[str, float] | None = None) -> str:
+    t = {**TEST_TIMEOUTS, **(timeouts or {})}
+    return "  poll_interval: 0.2\n  timeouts: {" + ", ".join(f"{k}: {v}" for k, v in t.items()) + "}\n"
 
 
 @pytest.fixture
@@ -351,7 +371,8 @@ async def outbound_env(tmp_path: Path, clamd_daemon: Clamd, dns: DnsServer, requ
     kw = marker.kwargs if marker else {}
     port, socks = bind_shared_port(SINK_ADDRESSES)
     clock = RunningClock()
-    extra = f"outbound:\n  port: {port}\n" + OUTBOUND_TEST_SETTINGS + kw.get("outbound", "") + kw.get("extra", "")
+    extra = (f"outbound:\n  port: {port}\n" + outbound_test_settings(kw.get("timeouts")) + kw.get("outbound", "")
+             + kw.get("extra", ""))
     smtp = await open_env(tmp_path, clamd_daemon, dns, policy=kw.get("policy", ""), extra=extra, clock=clock)
     outbound = OutboundService(smtp.service.svc, smtp.app.metrics)
     await outbound.start()

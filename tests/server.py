@@ -58,12 +58,12 @@ class ServerProcess:
     def output(self) -> str:
         return "".join(self.lines)
 
-    def wait_for(self, text: str, timeout: float = 30.0) -> str:
-        """Block until `text` appears in the output; the output so far is returned."""
+    def wait_for(self, text: str, timeout: float = 30.0, count: int = 1) -> str:
+        """Block until `text` appears in `count` lines of the output; the output so far is returned."""
         deadline = time.monotonic() + timeout
         with self._new_line:
             while True:
-                if any(text in line for line in self.lines):
+                if sum(text in line for line in self.lines) >= count:
                     return self.output
                 if self.proc is not None and self.proc.poll() is not None and not self._reader_alive():
                     break

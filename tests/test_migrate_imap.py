@@ -113,6 +113,9 @@ def test_rerun_copies_nothing_then_only_what_is_new(dovecot, server, target, tmp
     assert run_json(server.config, *args)[1][0]["copied"] == 21
     again = run_json(server.config, *args)[1][0]
     assert (again["state"], again["copied"], again["skipped"]) == ("done", 0, 21)
+    # the same mailbox reached another way (STARTTLS on 143 instead of 993) is the same job
+    other_way = run_json(server.config, *imap_args(dovecot, tmp_path, target, tls="starttls", user="rerun"))[1][0]
+    assert (other_way["state"], other_way["copied"], other_way["skipped"]) == ("done", 0, 21)
     fill(c, {"INBOX": (3, "INBOX"), "Lưu trữ cũ": (2, "Lưu trữ cũ")}, tag="new", start=500)
     c.logout()
     third = run_json(server.config, *args)[1][0]

@@ -74,6 +74,15 @@ def test_parse_list_decodes_modified_utf7_and_literal_names():
     assert got[2].name == "INBOX" and got[2].delimiter is None
 
 
+def test_parse_list_reads_non_canonical_names_of_old_servers():
+    """Two encoded runs side by side are refused by our strict codec (one spelling per name) but
+    an old server may write them; the user saw "Thư đã gửi", so that is the folder it becomes."""
+    got = parse_list([b'(\\HasNoChildren) "/" "Th&AbA- &ARE-&AOM- g&Hu0-i"',
+                      b'(\\HasNoChildren) "/" "C\xc3\xb4ng v\xc4\x83n"',
+                      b'(\\HasNoChildren) "/" "R&-D"', b'(\\HasNoChildren) "/" "Q&A-x"'])
+    assert [e.name for e in got] == ["Thư đã gửi", "Công văn", "R&D", "Q&A-x"]
+
+
 async def test_the_reader_takes_thousands_of_lines_in_one_read():
     """aioimaplib 2.0.3 recursed once per line: this read raised RecursionError inside data_received."""
     loop = asyncio.get_running_loop()

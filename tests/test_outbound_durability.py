@@ -9,6 +9,9 @@ killed at a known moment of a delivery: no sleeping, no timing guesses.
 * no repeat after record: one message to two domains; the first domain's server accepts and the queue
   records it; the second holds its answer; SIGKILL; after a restart the second domain gets the message
   and the first never gets it again.
+* SIGTERM (`podman stop`, `systemctl stop`): a delivery whose remote answers within `shutdown_grace` is
+  recorded and leaves the queue; one still waiting then is cut off, stays queued with its lease given
+  back, and the next start sends it once; the process exits 0.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from tests.smtp_support import PASSWORD, Clamd, DnsServer
 
 
 class Deployment:
-    def __init__(self, tmp_path: Path, clamd: Clamd, dns: DnsServer) -> None:
+    def __init__(self, tmp_path: Path, clamd: Clamd, dns: DnsServer, extra: str = "") -> None:
         self.port, self.socks = bind_shared_port(SINK_ADDRESSES)
         self.dns = dns
         self.cfg = write_config(tmp_path, extra=(
@@ -40,7 +43,7 @@ class Deployment:
             f"dns: {{nameservers: [127.0.0.1], port: {dns.port}, timeout: 2}}\n"
             f"outbound:\n  port: {self.port}\n  poll_interval: 0.2\n"
             "  timeouts: {connect: 10, greeting: 60, command: 60, mail: 60, rcpt: 60, data_init: 60, "
-            "data_block: 60, data_end: 60}\n"))
+            "data_block: 60, data_end: 60}\n" + extra))
         self.settings = load(self.cfg).settings
         self.sinks: list[Sink] = []
         self.server: ServerProcess | None = None
@@ -155,6 +158,52 @@ async def test_a_recipient_recorded_as_delivered_is_not_sent_again_after_sigkill
         assert health["checks"]["outbound-queue"]["messages"] == 0
         metrics = await asyncio.to_thread(_get_text, f"http://127.0.0.1:{web.port}/metrics")
         assert 'mailserver_deliveries_total{result="remote"}' in metrics and "mailserver_queue_depth" in metrics
+    finally:
+        if q is not None:
+            await q.close()
+        await d.close()
+
+
+async def test_sigterm_lets_deliveries_finish_within_shutdown_grace_and_keeps_the_rest(tmp_path, clamd_daemon, dns):
+    d = Deployment(tmp_path, clamd_daemon, dns, extra="shutdown_grace: 5\n")
+    q: OutboundQueue | None = None
+    try:
+        sender = await d.setup()
+        quick_gate, slow_gate = asyncio.Event(), asyncio.Event()
+        quick = await d.sink("alpha.test", gate=quick_gate)
+        slow = await d.sink("beta.test", gate=slow_gate)
+        await d.start()
+        assert d.server is not None and d.server.proc is not None
+        finished = await d.submit(sender, ["x@alpha.test"], "xong trong lúc dừng")
+        cut = await d.submit(sender, ["y@beta.test"], "bị cắt khi dừng")
+        await asyncio.wait_for(quick.data_seen.wait(), 60)  # both deliveries wait for the remote's answer
+        await asyncio.wait_for(slow.data_seen.wait(), 60)
+
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        d.server.proc.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(d.server.wait_for, "stopping: no new connections", 30)
+        quick_gate.set()  # alpha answers 250 during the drain
+        assert await asyncio.to_thread(d.server.proc.wait, 60) == 0
+        elapsed = loop.time() - started
+        assert 4 <= elapsed < 30, elapsed  # the drain waited about shutdown_grace for beta, not longer
+        assert "outbound: 1 deliveries cut off after 5 s" in d.server.output
+        assert len(quick.received) == 1
+
+        q = await d.queue()
+        assert await q.get(finished) is None  # recorded and finished before the process ended
+        left = await q.get(cut)
+        assert left is not None and left.lease_owner is None
+        assert [(r.rcpt, r.state) for r in left.recipients] == [("y@beta.test", "pending")]
+
+        slow_gate.set()
+        await d.start()
+        await until(lambda: len(slow.received) >= 1, what="beta's copy after the restart")
+        deadline = loop.time() + 60
+        while await q.get(cut) is not None:
+            assert loop.time() < deadline, await q.get(cut)
+            await asyncio.sleep(0.05)
+        assert len(slow.received) == 1 and len(quick.received) == 1
     finally:
         if q is not None:
             await q.close()

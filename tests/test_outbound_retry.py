@@ -4,8 +4,15 @@ notice after 4 hours and a bounce after 5 days, partial failures, and bounces th
 
 from __future__ import annotations
 
-from datetime import timedelta
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from importlib import resources
 
+import pytest
+
+from policy.model import OutboundPolicy
+from storage.queue import DB_NAME, OutboundQueue
+from storage.records import ts
 from tests.outbound_support import OutboundEnv, reports_in, until
 from tests.smtp_fixtures import message
 
@@ -52,19 +59,20 @@ async def test_5xx_bounces_once_with_the_remote_answer(outbound_env: OutboundEnv
     assert len(await reports_in(env, a)) == 1
 
 
+@pytest.mark.outbound_config(policy="outbound:\n  retry_schedule: [6 hours]\n")
 async def test_delay_notice_after_4_hours_then_a_bounce_after_5_days(outbound_env: OutboundEnv):
     env = outbound_env
     remote = await env.sink("slow.test", data_replies=["451 4.3.2 System not accepting network messages"] * 50)
     a = await env.person("Nguyễn Văn An")
     qid = await env.send(a, ["ban@slow.test"], subject="Báo cáo")
     await env.wait_state(qid, "ban@slow.test", "pending")
-    env.advance(hours=4, minutes=1)  # policy outbound.delay_notice_after: 4 hours
+    env.advance(hours=4, minutes=1)  # policy outbound.delay_notice_after: 4 hours; the next try is at 6 hours
     (delayed,) = await reports_in(env, a)
     assert "Action: delayed" in delayed.status and "Will-Retry-Until:" in delayed.status
     assert "CHƯA" in delayed.text and "still NOT" in delayed.text and "Báo cáo" in delayed.text
     assert "451 4.3.2 System not accepting network messages" in delayed.text
     e = await env.wait_state(qid, "ban@slow.test", "pending")
-    assert e.delay_notified_at is not None and e.recipients[0].attempts == 2
+    assert e.delay_notified_at is not None and e.recipients[0].attempts == 1  # told on time, not at a retry
     env.advance(days=5)  # policy outbound.give_up_after: 5 days
     await env.wait_gone(qid)
     reports = await reports_in(env, a, 2)
@@ -73,6 +81,108 @@ async def test_delay_notice_after_4_hours_then_a_bounce_after_5_days(outbound_en
     assert "Không gửi được sau nhiều ngày" in failed.text and "after days of trying" in failed.text
     assert len(reports) == 2 and remote.received == []
 
+
+
+async def test_a_queue_written_before_the_delay_notice_index_is_upgraded_and_owes_its_notice(tmp_path):
+    """A queue of the first schema (user_version 1) gets migration 2 at open, and a message whose delay
+    notice is due while its recipient waits hours for the next try is due (and claimed) now."""
+    folder = tmp_path / "queue"
+    folder.mkdir()
+    now = datetime.now(UTC)
+    v1 = sqlite3.connect(folder / DB_NAME)
+    v1.executescript(resources.files("storage.migrations").joinpath("queue_0001_initial.sql").read_text())
+    v1.execute("PRAGMA user_version=1")
+    v1.execute("INSERT INTO messages (id, sender, size, kind, eightbit, utf8_headers, arrived_at, expires_at, "
+               "delay_notice_at) VALUES ('OLD1', 'an@phuyen.gov.vn', 10, 'mail', 0, 0, ?, ?, ?)",
+               (ts(now - timedelta(hours=5)), ts(now + timedelta(days=4)), ts(now - timedelta(hours=1))))
+    v1.execute("INSERT INTO recipients (queue_id, rcpt, domain, local, state, attempts, next_attempt_at) "
+               "VALUES ('OLD1', 'ban@slow.test', 'slow.test', 0, 'pending', 3, ?)", (ts(now + timedelta(hours=3)),))
+    v1.commit()
+    v1.close()
+
+    q = await OutboundQueue.open(folder, OutboundPolicy())
+    try:
+        check = sqlite3.connect(folder / DB_NAME)
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+        plan = " ".join(str(r) for r in check.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE delay_notified_at IS NULL AND delay_notice_at <= ?",
+            (ts(now),)))
+        check.close()
+        assert "messages_delay_notice" in plan
+        assert await q.next_due("worker-a") == now - timedelta(hours=1)
+        (claimed,) = await q.claim("worker-a", 10, set())
+        assert claimed.id == "OLD1" and claimed.recipients[0].next_attempt_at > now
+    finally:
+        await q.close()
+
+
+@pytest.mark.outbound_config(policy="outbound:\n  retry_schedule: [6 hours]\n")
+async def test_a_delay_notice_that_cannot_be_written_waits_a_retry_interval_not_a_loop(
+        outbound_env: OutboundEnv, tmp_path, caplog):
+    """An operator breaks the delay notice template: the due notice fails once, the message is put off for
+    5 minutes instead of being claimed again at once, and the notice goes out once the
+    template is mended."""
+    import asyncio
+
+    from tests.helpers import cli
+
+    env = outbound_env
+    folder = tmp_path / "texts"
+    await asyncio.to_thread(cli, env.smtp.config, "notice", "templates", "--export", str(folder), check=True)
+    delayed = folder / "delivery-delayed.txt"
+    good = delayed.read_text(encoding="utf-8")
+    delayed.write_text("Thư chậm\n", encoding="utf-8")  # no "Subject:" line
+    env.app.settings.paths.templates = folder
+    await env.sink("slow.test", data_replies=["451 4.3.2 System not accepting network messages"] * 50)
+    a = await env.person("Nguyễn Văn An")
+    qid = await env.send(a, ["ban@slow.test"], subject="Báo cáo")
+    await env.wait_state(qid, "ban@slow.test", "pending")
+    with caplog.at_level("ERROR", logger="smtp.outbound"):
+        env.advance(hours=4, minutes=1)
+
+        async def put_off() -> bool:
+            e = await env.entry(qid)
+            return e is not None and e.lease_owner is None and e.delay_notice_at is not None \
+                and e.delay_notice_at > env.clock() + timedelta(minutes=4)
+
+        deadline = asyncio.get_running_loop().time() + 60
+        while not await put_off():
+            assert asyncio.get_running_loop().time() < deadline, "the failed notice was not put off"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1)  # time for a loop to show itself
+    failures = [r for r in caplog.records if "delivery failed; it stays queued until" in r.getMessage()]
+    assert len(failures) == 1, [r.getMessage() for r in failures]
+    e = await env.entry(qid)
+    assert e is not None and e.delay_notified_at is None and e.recipients[0].attempts == 1
+    assert await reports_in(env, a, 0) == []
+
+    delayed.write_text(good, encoding="utf-8")
+    env.advance(minutes=6)
+    (notice,) = await reports_in(env, a)
+    assert "Action: delayed" in notice.status and "Báo cáo" in notice.text
+    e = await env.wait_state(qid, "ban@slow.test", "pending")
+    assert e.delay_notified_at is not None and e.recipients[0].attempts == 1
+
+
+async def test_a_failure_recorded_without_its_bounce_is_bounced_later(outbound_env: OutboundEnv):
+    """The process died after recording a recipient's 5xx and before queueing the bounce (the two are
+    separate commits): the unreported failure makes the message due, and the sender gets the bounce."""
+    from smtp.ids import new_queue_id
+    from storage.queue import FAILED, NewEntry, Outcome
+
+    env = outbound_env
+    a = await env.person("Nguyễn Văn An")
+    qid = new_queue_id()
+    # held, so no worker takes it while the failure is written as a dead worker would have left it
+    await env.queue.enqueue(NewEntry(qid, a, ["ai@gone.test"], message(a, "ai@gone.test", subject="Công văn"),
+                                     env.clock(), account=a, subject="Công văn", hold_reason="test", hold_actor="test"))
+    assert await env.queue.record(qid, [Outcome("ai@gone.test", FAILED, "550 5.1.1", "No such user",
+                                                "mx.gone.test [127.0.0.9]:25", answered=True)]) == 1
+    await env.queue.release(qid)
+    (bounce,) = await reports_in(env, a)
+    assert "Action: failed" in bounce.status and "ai@gone.test" in bounce.text and "No such user" in bounce.text
+    await env.wait_gone(qid)
+    assert len(env.log_events(event="dsn")) == 1
 
 async def test_a_connection_dropped_mid_data_is_retried_and_delivered_once(outbound_env: OutboundEnv):
     env = outbound_env
@@ -89,6 +199,49 @@ async def test_a_connection_dropped_mid_data_is_retried_and_delivered_once(outbo
     await env.wait_gone(qid)
     assert len(remote.received) == 1
 
+
+
+@pytest.mark.outbound_config(timeouts={"greeting": 1, "data_end": 1})
+async def test_rfc5321_timeouts_end_a_silent_attempt_and_it_is_retried(outbound_env: OutboundEnv):
+    """A host that never greets and one that never answers the final dot: each wait ends at its
+    `outbound.timeouts` value (RFC 5321 §4.5.3.2.1 and §4.5.3.2.6) with a temporary failure that names it,
+    and the recipient is tried again on the retry schedule (an unanswered end may have arrived: it is sent
+    again, at least once)."""
+    import asyncio
+
+    env = outbound_env
+    mute = await env.sink("mute.test", silent=True)
+    gate = asyncio.Event()
+    slow = await env.sink("slow.test", gate=gate)
+    a = await env.person("Nguyễn Văn An")
+    qid = await env.send(a, ["ai@mute.test", "ban@slow.test"])
+
+    async def both_tried() -> bool:
+        e = await env.entry(qid)
+        return e is not None and e.lease_owner is None and all(r.attempts == 1 for r in e.recipients)
+
+    deadline = asyncio.get_running_loop().time() + 60
+    while not await both_tried():
+        assert asyncio.get_running_loop().time() < deadline, await env.entry(qid)
+        await asyncio.sleep(0.05)
+    e = await env.entry(qid)
+    assert e is not None
+    r = {x.rcpt: x for x in e.recipients}
+    assert r["ai@mute.test"].state == "pending" and r["ai@mute.test"].code == "451 4.4.2"
+    assert "failed during the greeting: timeout" in (r["ai@mute.test"].reply or "") and mute.connections == 1
+    assert r["ban@slow.test"].state == "pending" and r["ban@slow.test"].code == "451 4.4.2"
+    assert "lost after the message was sent" in (r["ban@slow.test"].reply or "")
+    (deferred,) = [d for d in env.log_events(event="deferred") if d["recipients"] == ["ban@slow.test"]]
+    assert "timeout" in deferred["reason"] and deferred["remote_host"].startswith("mx2.slow.test")
+
+    gate.set()  # the remote answers in time from now on
+    env.advance(minutes=5)  # policy outbound.retry_schedule: 5 minutes first
+    e = await env.wait_state(qid, "ban@slow.test", "delivered")
+    assert next(x for x in e.recipients if x.rcpt == "ban@slow.test").attempts == 2
+    (got,) = await slow.wait_received(1)
+    assert got.rcpt_tos == ["ban@slow.test"]
+    e = await env.wait_state(qid, "ai@mute.test", "pending")
+    assert next(x for x in e.recipients if x.rcpt == "ai@mute.test").attempts == 2 and mute.connections == 2
 
 async def test_partial_failure_across_domains_bounces_only_the_failed_one(outbound_env: OutboundEnv):
     env = outbound_env

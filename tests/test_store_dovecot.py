@@ -88,5 +88,5 @@ async def test_dovecot_reads_the_tree_with_the_same_uids_flags_and_keywords(conf
     selectable = [name for name, _use, _sub, sel in ours["folders"] if sel]
     assert sorted(theirs) == sorted(selectable)  # "Công việc/Năm 2026", "v1.0" (listescape) ...
     for name in selectable:
-        uidvalidity, uidnext, messages, _keywords = ours[name]
+        uidvalidity, uidnext, messages, _keywords, _dates = ours[name]
         assert theirs[name] == (uidvalidity, uidnext, messages or []), name

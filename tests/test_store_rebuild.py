@@ -4,6 +4,7 @@ keywords, subscriptions and special use stay exactly as they were."""
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 
 from mailserver.app import App
 from policy.loader import load
@@ -23,6 +24,8 @@ async def build_mailbox(app):
     for i in range(8):
         await app.store.deliver(acc, message(f"Dự án {i}", token=f"p{i}"), folder="Dự án/Năm 2026",
                                 flags={"\\Seen", "$Important"} if i % 2 else {"Khẩn"})
+    await s.append("Drafts", message("Nháp cũ", token="d1"), flags={"\\Draft"},  # INTERNALDATE years back
+                   internal_date=datetime(2019, 5, 17, 1, 30, tzinfo=UTC))
     await s.store_flags("INBOX", range(1, 11), ["\\Seen"])
     await s.store_flags("INBOX", [3, 4, 5], ["\\Flagged", "$Forwarded", "Công_văn"])
     await s.store_flags("INBOX", [7], ["\\Answered", "$Label1"])
@@ -36,14 +39,25 @@ async def build_mailbox(app):
     return acc
 
 
+async def restart_without_index(app, acc, config_file, clock):
+    """Stop, delete the account's index (database, WAL, shared memory), start again."""
+    root = app.store.mailbox_path(acc)
+    await app.close()
+    for suffix in ("", "-wal", "-shm"):
+        (root / (INDEX_NAME + suffix)).unlink(missing_ok=True)
+    app = await App.open(loaded=load(config_file), clock=clock)
+    return app, await app.directory.require_account(acc.address)
+
+
 async def state_of(app, acc):
     s = await app.store.session(acc)
     out = {"folders": [(f.name, f.special_use, f.subscribed, f.selectable) for f in await s.list_folders()]}
     for f in await s.list_folders():
         if f.selectable:
             snap = await s.snapshot(f.name)
+            metas = await s.metadata(f.name, [u for u, _, _ in snap.messages])
             out[f.name] = (snap.uidvalidity, snap.uidnext, snap.messages and [(u, fl) for u, fl, _ in snap.messages],
-                           sorted(snap.keywords))
+                           sorted(snap.keywords), [(m.uid, m.size, m.internal_date) for m in metas])
     u = await app.store.usage(acc)
     out["usage"] = (u.bytes, u.messages)
     return out
@@ -54,14 +68,8 @@ async def test_lost_index_is_rebuilt_with_identical_uids_flags_keywords(config_f
     acc = await build_mailbox(app)
     before = await state_of(app, acc)
     highest = (await (await app.store.session(acc)).status("INBOX")).highestmodseq
-    root = app.store.mailbox_path(acc)
-    await app.close()
-    for suffix in ("", "-wal", "-shm"):
-        (root / (INDEX_NAME + suffix)).unlink(missing_ok=True)
-
-    app = await App.open(loaded=load(config_file), clock=clock)
+    app, acc = await restart_without_index(app, acc, config_file, clock)
     try:
-        acc = await app.directory.require_account(acc.address)
         after = await state_of(app, acc)
         assert after == before
         s = await app.store.session(acc)
@@ -120,12 +128,8 @@ async def test_a_torn_uidlist_line_does_not_cost_the_next_message_its_uid(config
         fh.write(b"3 :17000")  # an append cut short: no base name, no newline
     st = await app.store.deliver(acc, message(token="after"))
     assert st.uid == 3
-    await app.close()
-    for suffix in ("", "-wal", "-shm"):
-        (root / (INDEX_NAME + suffix)).unlink(missing_ok=True)
-    app = await App.open(loaded=load(config_file), clock=clock)
+    app, acc = await restart_without_index(app, acc, config_file, clock)
     try:
-        acc = await app.directory.require_account(acc.address)
         s = await app.store.session(acc)
         assert await s.uids("INBOX") == [1, 2, 3]
         assert await s.read("INBOX", 3) == message(token="after")

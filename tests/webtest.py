@@ -20,8 +20,8 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from imap_gateway.tls import server_context
 from mailserver.app import App
+from mailserver.tls import server_context
 from mailserver.tlsgen import write_self_signed
 from mailserver.web.service import build_web_app
 

@@ -17,10 +17,12 @@ from mailserver.cli import (
     accounts,
     aliases,
     audit,
+    backup_cmd,
     config_cmd,
     directory_cmd,
     dkim_cmd,
     dns_cmd,
+    health_cmd,
     init_cmd,
     jobs_cmd,
     log_cmd,
@@ -39,7 +41,8 @@ from policy.errors import ConfigError, MailserverError
 from storage.directory import ImportFailed
 
 GROUPS = [init_cmd, config_cmd, serve_cmd, units, accounts, aliases, directory_cmd, audit, dns_cmd, quota_cmd,
-          reindex_cmd, log_cmd, dkim_cmd, jobs_cmd, notice_cmd, report_cmd, queue_cmd, spam_cmd, migrate_cmd]
+          reindex_cmd, log_cmd, dkim_cmd, jobs_cmd, notice_cmd, report_cmd, queue_cmd, spam_cmd, migrate_cmd,
+          health_cmd, backup_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from mailserver.accountview import account_summary
-from mailserver.cli.common import Context, out, pairs, parse_day, parse_quota, read_password, size, table
+from mailserver.cli.common import (
+    Context,
+    open_csv,
+    out,
+    pairs,
+    parse_day,
+    parse_quota,
+    read_password,
+    size,
+    table,
+)
 from policy.calendar import local_date
 from policy.errors import NotFound, ValidationFailed
 from policy.retirement import Role
@@ -414,13 +422,7 @@ HASH_COLUMNS = {"address", "hash"}
 
 
 def _read_rows(path: Path, columns: set[str] = IMPORT_COLUMNS, required: str = "name") -> list[dict[str, str]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ValidationFailed("file", f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise ValidationFailed("file", f"{path}: not UTF-8 (save the sheet as CSV UTF-8)") from None
-    reader = csv.DictReader(io.StringIO(text))
+    reader = open_csv(path, "file")
     headers = [h.strip().lower() for h in reader.fieldnames or []]
     for column in required.split():
         if column not in headers:

@@ -8,13 +8,16 @@ exit status 1, and nothing is changed.
 from __future__ import annotations
 
 import argparse
+import csv
 import getpass
+import io
 import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time
+from pathlib import Path
 from typing import Any
 
 from mailserver.app import App
@@ -125,6 +128,19 @@ def read_password(args: argparse.Namespace) -> str | None:
         line = sys.stdin.readline()
         return line.rstrip("\r\n")
     return getattr(args, "password", None)
+
+
+def open_csv(path: Path, field_name: str) -> csv.DictReader[str]:
+    """A sheet saved as CSV (UTF-8, with or without the BOM Excel writes); errors name the field."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ValidationFailed(field_name, f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise ValidationFailed(field_name, f"{path}: not UTF-8 (save the sheet as CSV UTF-8)") from None
+    except (IsADirectoryError, PermissionError) as e:
+        raise ValidationFailed(field_name, f"{path}: cannot read it ({e.strerror})") from None
+    return csv.DictReader(io.StringIO(text))
 
 
 def out(ctx: Context, data: Any, human: str | Callable[[], str]) -> None:

@@ -6,6 +6,7 @@ import argparse
 
 from mailserver.cli.common import Context, out, pairs
 from mailserver.tlsgen import write_self_signed
+from storage.backup import refuse_half_restored
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -21,6 +22,7 @@ def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentPar
 
 async def run(ctx: Context, args: argparse.Namespace) -> int:
     settings = ctx.loaded.settings
+    refuse_half_restored(settings.paths.data)
     for folder in (settings.paths.data, settings.paths.log_dir, settings.paths.tls_dir, settings.paths.mail_dir):
         folder.mkdir(parents=True, exist_ok=True, mode=0o750)
     cert_state = "present"

@@ -9,13 +9,11 @@ can loop until it is clean.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import sys
 from pathlib import Path
 
-from mailserver.cli.common import Context
+from mailserver.cli.common import Context, open_csv
 from policy.errors import ValidationFailed
 
 CSV_HELP = ("CSV columns (header row required): user (on the old server), password or password_file, to (the "
@@ -184,13 +182,7 @@ CSV_ALIASES = {"source_user": "user", "username": "user", "address": "to", "targ
 
 
 def _csv_rows(path: Path, master: bool) -> list[dict[str, str]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise ValidationFailed("csv", f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise ValidationFailed("csv", f"{path}: not UTF-8 (save the sheet as CSV UTF-8)") from None
-    reader = csv.DictReader(io.StringIO(text))
+    reader = open_csv(path, "csv")
     headers = [CSV_ALIASES.get(h.strip().lower(), h.strip().lower()) for h in reader.fieldnames or []]
     unknown = set(headers) - CSV_COLUMNS
     if unknown:

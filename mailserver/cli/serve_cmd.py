@@ -8,6 +8,7 @@ import logging
 from mailserver.cli.common import Context
 from mailserver.logsetup import setup_logging
 from policy.errors import MailserverError
+from storage.backup import refuse_half_restored
 
 
 def register(sub: argparse._SubParsersAction, parents: list[argparse.ArgumentParser]) -> None:
@@ -21,6 +22,7 @@ async def run(ctx: Context, args: argparse.Namespace) -> int:
     settings = ctx.loaded.settings  # an invalid configuration stops here, before anything starts
     if not settings.paths.directory_db.exists():
         raise MailserverError("paths.data", f"{settings.paths.data} is not initialised; run `mailserver init` first")
+    refuse_half_restored(settings.paths.data)
     setup_logging(settings.paths.log_dir, ctx.loaded.policy.tz, getattr(logging, args.log_level))
     logging.getLogger("mailserver").info(
         "configuration: %s", ctx.loaded.config_file or "built-in defaults"

@@ -448,11 +448,45 @@ def parse_list(lines: list[bytes | bytearray]) -> list[ListEntry]:
         try:
             name = mutf7.decode(raw)
         except ValueError:
-            name = raw  # a server that sends UTF-8 names as they are
+            name = _lenient_mutf7(raw)
         if name.upper() == "INBOX":
             name = raw = "INBOX"
         entries.append(ListEntry(raw, name, delim, attrs))
     return entries
+
+
+_MUTF7_RUN = re.compile(r"&([A-Za-z0-9+,]*)-")
+
+
+def _lenient_mutf7(raw: str) -> str:
+    """A name our strict codec refuses, read as its server meant it (RFC 3501 §5.1.3).
+
+    Old servers do write non-canonical forms (two encoded runs side by side,
+    padding bits left set) that the strict decoder rejects; the user still
+    saw "Thư đã gửi". Each run is decoded on its own; a name that is not
+    modified UTF-7 at all (a server sending raw UTF-8) stays as it is.
+    """
+
+    def run(m: re.Match[str]) -> str:
+        b64 = m.group(1).replace(",", "/")
+        if not b64:
+            return "&"
+        try:
+            data = base64.b64decode(b64 + "=" * (-len(b64) % 4))
+            return data[: len(data) // 2 * 2].decode("utf-16-be")
+        except (ValueError, UnicodeDecodeError):
+            raise _NotMutf7 from None
+
+    if not raw.isascii():
+        return raw  # UTF-8 as it is (a server with UTF8=ACCEPT habits)
+    try:
+        return _MUTF7_RUN.sub(run, raw)
+    except _NotMutf7:
+        return raw
+
+
+class _NotMutf7(Exception):
+    pass
 
 
 def parse_fetch(lines: list[bytes | bytearray]) -> list[FetchedMessage]:

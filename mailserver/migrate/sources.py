@@ -90,7 +90,8 @@ class ImapMailbox(Source):
         self.password = password
         self.master_user = master_user
         self.imap = ImapSource(endpoint)
-        self.job_key = f"imap://{user}@{endpoint.host}:{endpoint.effective_port}"
+        # the mailbox, not the way to it: a rerun over another port or TLS mode must find its progress
+        self.job_key = f"imap://{user}@{endpoint.host.lower().rstrip('.')}"
         self._selected: str | None = None
         self._exists = 0
 

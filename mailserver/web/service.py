@@ -13,7 +13,6 @@ from pathlib import Path
 
 from aiohttp import web
 
-from imap_gateway.tls import server_context  # the one TLS server context of every listener
 from mailserver.app import App
 from mailserver.web.account import AccountPages
 from mailserver.web.autoconfig import (
@@ -110,9 +109,11 @@ class WebService:
         key = load_or_create_key(settings.paths.web_session_key)
         webapp = build_web_app(self.app, key, listener.tls)
         self.runner = web.AppRunner(webapp, access_log=logging.getLogger("mailserver.web.access"),
-                                    access_log_format='%a "%r" %s %b %Tfs', handle_signals=False)
+                                    access_log_format='%a "%r" %s %b %Tfs', handle_signals=False,
+                                    # SIGTERM: requests under way finish within the server's grace period
+                                    shutdown_timeout=settings.shutdown_grace)
         await self.runner.setup()
-        tls = server_context(settings.cert_path, settings.key_path) if listener.tls else None
+        tls = self.app.server_tls().context if listener.tls else None  # shared by every listener, reloadable
         site = web.TCPSite(self.runner, listener.bind_host, listener.port, ssl_context=tls, reuse_address=True)
         await site.start()
         scheme = "https" if listener.tls else "http"

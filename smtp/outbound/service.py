@@ -26,10 +26,11 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from policy.model import Policy
 from smtp.dsn import Failure, Report, build_dsn
 from smtp.headers import return_path, split_message
 from smtp.ids import new_queue_id
@@ -46,6 +47,7 @@ log = logging.getLogger("smtp.outbound")
 STOP_GRACE = 10.0  # seconds running deliveries get to finish at shutdown
 HEAD_LIMIT = 256 * 1024
 MIN_WAIT = 0.2
+AFTER_ERROR = 300.0  # seconds a message waits after its delivery task failed on our side (not a remote's 4xx)
 
 
 def read_head(path: Path) -> bytes:
@@ -96,7 +98,16 @@ class OutboundService:
         self._set_depth(stats.messages)
         return [f"queue {self.queue.folder} ({stats.messages} messages, {stats.held} held)"]
 
-    async def stop(self) -> None:
+    def set_policy(self, policy: Policy) -> None:
+        """A reloaded policy (SIGHUP): retry times, giving up and required TLS apply from the next attempt."""
+        self.policy = policy.outbound
+        self.router.policy = policy.outbound
+
+    async def drain(self, grace: float) -> None:
+        """SIGTERM: claim nothing more; deliveries under way get `grace` seconds (`shutdown_grace`, shared
+        with the SMTP and IMAP drains) to finish. One cut off after that loses nothing: every recipient a
+        remote server accepted was recorded at its 250, the others stay pending, and the lease is given
+        back so the next start (or another serving process) sends them."""
         self._stopping = True
         self.wake()
         if self.wake in self.queue.on_enqueued:
@@ -105,10 +116,17 @@ class OutboundService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self._active:
-            _, late = await asyncio.wait(list(self._active.values()), timeout=STOP_GRACE)
+            log.info("outbound: waiting up to %g s for %d deliveries under way", grace, len(self._active))
+            _, late = await asyncio.wait(list(self._active.values()), timeout=grace)
+            if late:
+                log.warning("outbound: %d deliveries cut off after %g s; they stay queued and are sent "
+                            "after the restart", len(late), grace)
             for t in late:
                 t.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+
+    async def stop(self) -> None:
+        await self.drain(STOP_GRACE)  # nothing left to wait for after a SIGTERM drain
         await self.destinations.close()
         if self._lock is not None:
             self._lock.close()
@@ -170,7 +188,11 @@ class OutboundService:
                     log.error("queue %s: delivery failed", entry.id, exc_info=res)
             await self._conclude(entry)
         except Exception:
-            log.exception("queue %s: delivery failed; it stays queued", entry.id)
+            retry = self.clock() + timedelta(seconds=AFTER_ERROR)
+            log.exception("queue %s: delivery failed; it stays queued until %s", entry.id,
+                          retry.isoformat(timespec="seconds"))
+            with contextlib.suppress(Exception):
+                await self.queue.postpone(entry.id, retry)
         finally:
             with contextlib.suppress(Exception):
                 await self.queue.unlease(entry.id, self.owner)
