@@ -32,11 +32,11 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from functools import partial
 from typing import Any, TypeVar
 
 from storage.events import Notifier
 from storage.index import AccountIndex, Incoming, Outcome
+from storage.threads import run_to_completion
 
 log = logging.getLogger("storage.pool")
 T = TypeVar("T")
@@ -80,18 +80,7 @@ class Handle:
     async def _thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run on the pool; if the caller is cancelled meanwhile, still wait for the thread to finish
         before giving the lock up (the connection must never be used by two threads)."""
-        fut = asyncio.get_running_loop().run_in_executor(self.pool.executor, partial(fn, *args, **kwargs))
-        cancelled = False
-        while not fut.done():
-            try:
-                await asyncio.shield(fut)
-            except asyncio.CancelledError:
-                cancelled = True
-            except BaseException:
-                break
-        if cancelled:
-            raise asyncio.CancelledError
-        return fut.result()
+        return await run_to_completion(self.pool.executor, fn, *args, **kwargs)
 
     def _reopen_corrupt(self) -> None:
         self.index.close()

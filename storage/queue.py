@@ -52,7 +52,6 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -62,6 +61,7 @@ from policy.model import OutboundPolicy
 from storage.db import migrate_sync
 from storage.maildir import fsync_dir, write_file
 from storage.records import parse_ts, ts
+from storage.threads import run_to_completion
 
 log = logging.getLogger("storage.queue")
 
@@ -669,18 +669,7 @@ class OutboundQueue:
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run on the queue's thread; a cancelled caller still waits for it (one connection, one thread)."""
-        fut = asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args, **kwargs))
-        cancelled = False
-        while not fut.done():
-            try:
-                await asyncio.shield(fut)
-            except asyncio.CancelledError:
-                cancelled = True
-            except BaseException:
-                break
-        if cancelled:
-            raise asyncio.CancelledError
-        return fut.result()
+        return await run_to_completion(self._executor, fn, *args, **kwargs)
 
     def set_policy(self, policy: OutboundPolicy) -> None:
         """A reloaded policy (SIGHUP): messages queued from now on get its give-up and delay-notice times
