@@ -29,7 +29,6 @@ import imaplib
 import json
 import os
 import random
-import re
 import shutil
 import socket
 import ssl
@@ -37,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.header import Header
@@ -51,9 +49,10 @@ from mailserver.app import App  # noqa: E402
 from policy.loader import load  # noqa: E402
 from storage.directory import PersonRequest  # noqa: E402
 from storage.store import MailStore  # noqa: E402
+from tests.server import ServerProcess  # noqa: E402
 
 PASSWORD = "Matkhau#2026aA"
-READY = re.compile(r"mailserver\.serve: ready: .*\bimaps\b")
+READY = "mailserver.serve: ready:"  # the serve log's line naming its listeners (not "already in use")
 FILL_BATCH = 64  # concurrent deliveries while filling
 FIRST_SYNC = "(FLAGS RFC822.SIZE INTERNALDATE BODY.PEEK[HEADER.FIELDS (FROM TO CC SUBJECT DATE MESSAGE-ID)])"
 SUBJECTS = ["Công văn số {n}/UBND-VP về việc triển khai kế hoạch năm 2026",
@@ -206,35 +205,26 @@ async def maildirs(cfg: Path, data: dict[str, Any]) -> dict[str, Path]:
 
 
 class Server:
-    def __init__(self, cfg: Path) -> None:
-        env = {**os.environ}
-        env.pop("MAILSERVER_CONFIG", None)
-        self.proc = subprocess.Popen([sys.executable, "-m", "mailserver", "--config", str(cfg), "serve"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-        # Read its output all the time: a full pipe would stop the server at its next log line.
-        self.output: list[str] = []
-        ready = threading.Event()
-        threading.Thread(target=self._read, args=(ready,), daemon=True).start()
-        deadline = time.monotonic() + 60
-        while not ready.wait(0.2):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("server did not start:\n" + "".join(self.output[-20:]))
-        loaded = load(cfg)
-        self.port = loaded.settings.listeners.imaps.port
-        self.ctx = ssl.create_default_context(cafile=str(loaded.settings.cert_path))
+    """`mailserver serve` as its own process (tests/server.py drains its output so a full pipe never
+    stops it), with what the bench needs on top: the IMAPS address and the resident memory."""
 
-    def _read(self, ready: threading.Event) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-            if READY.search(line):  # the serve log's "ready: imap, imaps, ..." (not "already in use")
-                ready.set()
+    def __init__(self, cfg: Path) -> None:
+        self.process = ServerProcess(cfg)
+        try:
+            self.process.start(READY, timeout=60)
+        except AssertionError as e:
+            self.process.stop()
+            raise RuntimeError(f"server did not start: {e}") from None
+        settings = self.process.settings
+        self.port = settings.listeners.imaps.port
+        self.ctx = ssl.create_default_context(cafile=str(settings.cert_path))
 
     def rss_mb(self) -> float:
-        if self.proc.poll() is not None:
-            raise RuntimeError("the server exited:\n" + "".join(self.output[-20:]))
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+        proc = self.process.proc
+        assert proc is not None
+        if proc.poll() is not None:
+            raise RuntimeError("the server exited:\n" + "".join(self.process.lines[-20:]))
+        for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return 0.0
@@ -243,11 +233,7 @@ class Server:
         return imaplib.IMAP4_SSL("localhost", self.port, ssl_context=self.ctx, timeout=120)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self.process.stop()
 
 
 class Dovecot:
